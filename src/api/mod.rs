@@ -1,0 +1,1 @@
+//! OpenAI wire types (serde only, no logic).

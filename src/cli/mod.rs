@@ -1,0 +1,99 @@
+//! The `wick` command line: one file per subcommand; this file only dispatches.
+
+use clap::{Parser, Subcommand};
+
+pub mod generate;
+pub mod models_cmd;
+pub mod parse;
+pub mod probe;
+pub mod pull;
+pub mod render;
+pub mod serve;
+pub mod tokenize;
+
+#[derive(Debug, Parser)]
+#[command(name = "wick", version, about = "Local OpenAI-compatible inference server for coding models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(serve::Args),
+    /// Generate text from a prompt (one request, no server).
+    Generate(generate::Args),
+    /// Tokenize text with the model's own tokenizer.
+    Tokenize(tokenize::Args),
+    /// Render an OpenAI chat request through the model's chat template.
+    Render(render::Args),
+    /// Run a tool-call parser on raw model output read from stdin.
+    Parse(parse::Args),
+    /// Test which tool-call parser matches a model.
+    Probe(probe::Args),
+    /// Download a model.
+    Pull(pull::Args),
+    /// List the models of models.toml and what is on disk.
+    Models(models_cmd::Args),
+}
+
+pub fn run() -> crate::Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return Ok(());
+            }
+            // clap's message is multi-line; keep the first line for `error: ...`.
+            let first = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_owned();
+            return Err(crate::Error::Usage(first));
+        }
+    };
+    match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Render(a) => render::run(a),
+        Command::Parse(a) => parse::run(a),
+        Command::Probe(a) => probe::run(a),
+        Command::Pull(a) => pull::run(a),
+        Command::Models(a) => models_cmd::run(a),
+    }
+}
+
+/// Flags shared by every command that loads a model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// A models.toml id, a path to a .gguf file, or `owner/repo:file.gguf`.
+    #[arg(long, env = "WICK_MODEL", default_value = "qwen2.5-coder-0.5b-instruct")]
+    pub model: String,
+    /// Where models are stored (default: the platform cache dir, e.g. ~/.cache/wick/models).
+    #[arg(long, env = "WICK_MODELS_DIR")]
+    pub models_dir: Option<std::path::PathBuf>,
+    /// A chat template file that overrides the model's own.
+    #[arg(long, env = "WICK_CHAT_TEMPLATE")]
+    pub chat_template: Option<std::path::PathBuf>,
+}
+
+/// Flags shared by every command that runs the model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, env = "WICK_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// CPU threads for inference (default: all cores).
+    #[arg(long, env = "WICK_THREADS")]
+    pub threads: Option<usize>,
+    /// Context size in tokens (default: the model's, capped by models.toml).
+    #[arg(long, env = "WICK_CTX_SIZE")]
+    pub ctx_size: Option<usize>,
+}

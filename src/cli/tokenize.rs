@@ -1,0 +1,8 @@
+//! `wick tokenize` (being written).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> crate::Result<()> {
+    Err(crate::Error::Usage("'tokenize' is not implemented yet".into()))
+}

@@ -1,0 +1,1 @@
+//! Configuration layering: CLI > WICK_* env > models.toml > default.

@@ -1,0 +1,123 @@
+//! The one error type of wick, and its one mapping to HTTP status and OpenAI error JSON.
+//! Module errors are typed enums folded in with `#[from]`; user errors carry what a client
+//! needs (param, code, token counts). The CLI prints `error: {self}` as one line.
+
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Models(#[from] crate::models::ModelsError),
+
+    /// A request that is well-formed JSON but not acceptable.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+        code: &'static str,
+    },
+    #[error("this model's maximum context length is {ctx} tokens, but the request needs {prompt_tokens} prompt tokens plus {max_tokens} completion tokens")]
+    ContextLengthExceeded {
+        prompt_tokens: usize,
+        max_tokens: usize,
+        ctx: usize,
+    },
+    #[error("the model '{0}' does not exist")]
+    ModelNotFound(String),
+    #[error("invalid or missing API key")]
+    Unauthorized,
+    #[error("the server is busy: the request queue is full, try again later")]
+    QueueFull,
+    #[error("the model is still loading")]
+    Loading,
+    /// Bad command-line usage that clap could not catch.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How an error appears on the wire: status, OpenAI `type`, `param` and `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorShape {
+    pub status: u16,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>, code: &'static str) -> Self {
+        Error::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The single place that maps errors to HTTP/OpenAI. A code, once chosen, stays stable.
+    pub fn shape(&self) -> ErrorShape {
+        let (status, kind, param, code): (u16, &str, Option<String>, Option<&str>) = match self {
+            Error::InvalidRequest { param, code, .. } => {
+                (400, "invalid_request_error", param.clone(), Some(code))
+            }
+            Error::ContextLengthExceeded { .. } => (
+                400,
+                "invalid_request_error",
+                Some("messages".into()),
+                Some("context_length_exceeded"),
+            ),
+            Error::Template(_) => (
+                400,
+                "invalid_request_error",
+                Some("messages".into()),
+                Some("template_error"),
+            ),
+            Error::ModelNotFound(_) => (
+                404,
+                "invalid_request_error",
+                Some("model".into()),
+                Some("model_not_found"),
+            ),
+            Error::Unauthorized => (401, "invalid_request_error", None, Some("invalid_api_key")),
+            Error::QueueFull => (429, "rate_limit_exceeded", None, Some("queue_full")),
+            Error::Loading => (503, "server_error", None, Some("model_loading")),
+            Error::Usage(_) => (400, "invalid_request_error", None, Some("invalid_request")),
+            Error::Engine(e) => return e.shape(),
+            Error::Gguf(_)
+            | Error::Model(_)
+            | Error::Tokenizer(_)
+            | Error::Models(_)
+            | Error::Io { .. } => (500, "server_error", None, Some("internal_error")),
+        };
+        ErrorShape {
+            status,
+            kind,
+            param,
+            code: code.map(str::to_owned),
+        }
+    }
+}

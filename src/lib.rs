@@ -1,0 +1,16 @@
+//! wick: a local OpenAI-compatible inference server for coding models.
+//! Modules follow the request pipeline; see STYLE notes in README.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod models;
+pub mod server;
+pub mod template;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
