@@ -24,7 +24,11 @@ pub struct Args {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     /// The prompt text (raw; special-token text such as <|im_start|> is parsed).
-    #[arg(long, conflicts_with = "prompt_file", required_unless_present = "prompt_file")]
+    #[arg(
+        long,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
     pub prompt: Option<String>,
     /// Read the prompt from this file.
     #[arg(long)]

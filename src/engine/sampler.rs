@@ -190,10 +190,9 @@ impl Sampler {
         if self.penalised() {
             let p = &self.params;
             for &id in &self.seen {
-                let (Some(l), Some(&n)) = (
-                    self.work.get_mut(id as usize),
-                    self.counts.get(id as usize),
-                ) else {
+                let (Some(l), Some(&n)) =
+                    (self.work.get_mut(id as usize), self.counts.get(id as usize))
+                else {
                     continue;
                 };
                 if p.repetition_penalty != 1.0 && p.repetition_penalty > 0.0 {
@@ -389,7 +388,11 @@ mod tests {
     fn draw(s: &mut Sampler, logits: &[f32], n: usize) -> Vec<u32> {
         let v = toy(logits.len());
         (0..n)
-            .map(|_| s.sample(logits, false, None, &v).map(|x| x.id).unwrap_or(u32::MAX))
+            .map(|_| {
+                s.sample(logits, false, None, &v)
+                    .map(|x| x.id)
+                    .unwrap_or(u32::MAX)
+            })
             .collect()
     }
 
@@ -436,13 +439,43 @@ mod tests {
             allowed: &'static [u32],
         }
         let cases = [
-            Case { name: "top_k 2", top_k: Some(2), top_p: 1.0, min_p: 0.0, allowed: &[0, 1] },
+            Case {
+                name: "top_k 2",
+                top_k: Some(2),
+                top_p: 1.0,
+                min_p: 0.0,
+                allowed: &[0, 1],
+            },
             // mass of id 0 is 0.636, of ids 0+1 is 0.87
-            Case { name: "top_p 0.8", top_k: None, top_p: 0.8, min_p: 0.0, allowed: &[0, 1] },
-            Case { name: "top_p 0.5", top_k: None, top_p: 0.5, min_p: 0.0, allowed: &[0] },
+            Case {
+                name: "top_p 0.8",
+                top_k: None,
+                top_p: 0.8,
+                min_p: 0.0,
+                allowed: &[0, 1],
+            },
+            Case {
+                name: "top_p 0.5",
+                top_k: None,
+                top_p: 0.5,
+                min_p: 0.0,
+                allowed: &[0],
+            },
             // exp(-2) = 0.135: ids within a factor 0.1 of the best are 0, 1, 2
-            Case { name: "min_p 0.1", top_k: None, top_p: 1.0, min_p: 0.1, allowed: &[0, 1, 2] },
-            Case { name: "all three", top_k: Some(3), top_p: 0.95, min_p: 0.01, allowed: &[0, 1, 2] },
+            Case {
+                name: "min_p 0.1",
+                top_k: None,
+                top_p: 1.0,
+                min_p: 0.1,
+                allowed: &[0, 1, 2],
+            },
+            Case {
+                name: "all three",
+                top_k: Some(3),
+                top_p: 0.95,
+                min_p: 0.01,
+                allowed: &[0, 1, 2],
+            },
         ];
         for c in cases {
             let mut s = Sampler::new(SamplingParams {
@@ -521,10 +554,15 @@ mod tests {
     fn logprob_is_log_softmax_of_raw_logits() {
         let logits = [1.0f32, 2.0, 3.0];
         let mut s = Sampler::new(params(0.0));
-        let got = s.sample(&logits, true, None, &toy(3)).and_then(|x| x.logprob);
+        let got = s
+            .sample(&logits, true, None, &toy(3))
+            .and_then(|x| x.logprob);
         let z = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
         let want = (3.0 - z) as f32;
-        assert!(got.is_some_and(|g| (g - want).abs() < 1e-6), "{got:?} vs {want}");
+        assert!(
+            got.is_some_and(|g| (g - want).abs() < 1e-6),
+            "{got:?} vs {want}"
+        );
     }
 
     /// Allows only tokens whose text starts with `t1` (t1, t10..t19, t100..).

@@ -143,7 +143,11 @@ mod tests {
             (&["cd", "bcx"], &["ab", "cd"], "ab", true),
         ];
         for (stops, chunks, want, stopped) in cases {
-            assert_eq!(run(stops, chunks), (want.to_string(), *stopped), "{stops:?} {chunks:?}");
+            assert_eq!(
+                run(stops, chunks),
+                (want.to_string(), *stopped),
+                "{stops:?} {chunks:?}"
+            );
         }
     }
 

@@ -128,14 +128,16 @@ impl Worker {
         }
         let prompt = &job.req.prompt_ids;
         let picked = pick_slot(
-            self.slots.iter().map(|s| (s.is_free(), s.tokens.as_slice())),
+            self.slots
+                .iter()
+                .map(|s| (s.is_free(), s.tokens.as_slice())),
             prompt,
         );
         let Some((i, reuse)) = picked else {
             // Cannot happen: admit_waiting only takes a job when a slot is free.
-            let _ = job.tx.send(Event::Failed(EngineError::Inference(
-                "no free slot".into(),
-            )));
+            let _ = job
+                .tx
+                .send(Event::Failed(EngineError::Inference("no free slot".into())));
             self.release();
             return;
         };
@@ -148,13 +150,19 @@ impl Worker {
         let mut cache = match cache {
             Ok(c) => c,
             Err(e) => {
-                let _ = job.tx.send(Event::Failed(EngineError::Inference(e.to_string())));
+                let _ = job
+                    .tx
+                    .send(Event::Failed(EngineError::Inference(e.to_string())));
                 self.release();
                 return;
             }
         };
         // The cache and the token list must agree; if they ever do not, start over.
-        let reuse = if cache.len() == slot.tokens.len() { reuse } else { 0 };
+        let reuse = if cache.len() == slot.tokens.len() {
+            reuse
+        } else {
+            0
+        };
         cache.truncate(reuse);
         slot.tokens.truncate(reuse);
         let result = forward(self.model.as_ref(), &prompt[reuse..], &mut cache);
@@ -213,7 +221,10 @@ impl Worker {
             return;
         }
         let Some(logits) = seq.logits.take() else {
-            self.fail(i, EngineError::Inference("no logits for the next token".into()));
+            self.fail(
+                i,
+                EngineError::Inference("no logits for the next token".into()),
+            );
             return;
         };
         let sampler: &mut Sampler = &mut slot.sampler;
