@@ -33,14 +33,20 @@ pub fn models_dir(flag: Option<&Path>) -> PathBuf {
 
 /// Resolves `--model` (path, models.toml id, or `owner/repo:file.gguf`), downloading on
 /// first use. Temporary version: paths and `<dir>/<id>.gguf` only.
-pub fn resolve(reference: &str, models_dir_flag: Option<&Path>) -> Result<ResolvedModel, ModelsError> {
+pub fn resolve(
+    reference: &str,
+    models_dir_flag: Option<&Path>,
+) -> Result<ResolvedModel, ModelsError> {
     let p = Path::new(reference);
     if p.extension().is_some_and(|e| e == "gguf") || p.exists() {
         let id = p
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| reference.to_owned());
-        return Ok(ResolvedModel { path: p.to_owned(), id });
+        return Ok(ResolvedModel {
+            path: p.to_owned(),
+            id,
+        });
     }
     let candidate = models_dir(models_dir_flag).join(format!("{reference}.gguf"));
     if candidate.exists() {

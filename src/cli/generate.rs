@@ -4,5 +4,7 @@
 pub struct Args {}
 
 pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Usage("'generate' is not implemented yet".into()))
+    Err(crate::Error::Usage(
+        "'generate' is not implemented yet".into(),
+    ))
 }

@@ -137,7 +137,9 @@ impl EngineError {
                 "context_length_exceeded",
                 Some("messages"),
             ),
-            EngineError::EmptyPrompt => (400, "invalid_request_error", "empty_prompt", Some("prompt")),
+            EngineError::EmptyPrompt => {
+                (400, "invalid_request_error", "empty_prompt", Some("prompt"))
+            }
             EngineError::WorkerStopped | EngineError::Inference(_) => {
                 (500, "server_error", "inference_failed", None)
             }
