@@ -20,6 +20,8 @@ pub enum Error {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Models(#[from] crate::models::ModelsError),
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
 
     /// A request that is well-formed JSON but not acceptable.
     #[error("{message}")]
@@ -119,6 +121,12 @@ impl Error {
             Error::RouteNotFound(_) => (404, "invalid_request_error", None, Some("not_found")),
             Error::Usage(_) => (400, "invalid_request_error", None, Some("invalid_request")),
             Error::Engine(e) => return e.shape(),
+            Error::Probe(_) => (
+                400,
+                "invalid_request_error",
+                None,
+                Some("tool_parser_mismatch"),
+            ),
             Error::Gguf(_)
             | Error::Model(_)
             | Error::Tokenizer(_)
