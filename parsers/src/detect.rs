@@ -8,7 +8,7 @@
 //! ranks candidates for `wick probe` and the startup log; it never changes what a parser
 //! accepts. `auto` is never detected: it is the fallback.
 
-use crate::{by_name, deepseek, hermes, llama3_json, mistral, qwen, Evidence, ParserSpec};
+use crate::{by_name, deepseek, hermes, llama3_json, mistral, Evidence, ParserSpec};
 
 /// The parser a model calls for, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
