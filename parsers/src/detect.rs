@@ -15,6 +15,7 @@ use crate::{by_name, deepseek, hermes, llama3_json, mistral, Evidence, ParserSpe
 pub struct Detection {
     /// A name in [`crate::PARSERS`].
     pub parser: &'static str,
+    /// The marker that decided it.
     pub evidence: Evidence,
 }
 
