@@ -132,3 +132,65 @@ proptest! {
         }
     }
 }
+
+/// One valid construct of every format `auto` recognises, each calling read_file(path="a").
+const CONSTRUCTS: &[&str] = &[
+    "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}\n</tool_call>",
+    "<tool_call>\n<function=read_file>\n<parameter=path>\na\n</parameter>\n</function>\n</tool_call>",
+    "<tools>{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}</tools>",
+    "[TOOL_CALLS]read_file[ARGS]{\"path\": \"a\"}",
+    "[TOOL_CALLS]read_file[CALL_ID]x1y2z3w4v[ARGS]{\"path\": \"a\"}",
+    "[TOOL_CALLS][{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}]",
+    "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>read_file<｜tool▁sep｜>{\"path\": \"a\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>read_file\n```json\n{\"path\": \"a\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    "<|python_tag|>{\"name\": \"read_file\", \"parameters\": {\"path\": \"a\"}}",
+    "✿FUNCTION✿: read_file\n✿ARGS✿: {\"path\": \"a\"}",
+    "{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}",
+];
+
+/// Which constructs (indexes into `CONSTRUCTS`) each parser reads.
+const READS: &[(&str, &[usize])] = &[
+    ("hermes", &[0]),
+    ("llama3_json", &[8, 10]),
+    ("mistral", &[3, 4, 5]),
+    ("qwen", &[0, 1, 2, 9, 10]),
+    ("deepseek", &[6, 7]),
+    ("auto", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Every parser finds each of its constructs wherever it starts, between arbitrary
+    /// prose, in any chunking, and the prose alone is the content.
+    #[test]
+    fn finds_every_construct_between_prose_in_any_chunking(
+        which in 0..READS.len(),
+        // Prose between constructs is empty or starts with a letter: whitespace or a `,`
+        // alone between two JSON calls would join them into one run (it is markup then).
+        parts in prop::collection::vec((0usize..64, "([a-z][a-z .,!?\n]{0,11})?"), 0..8),
+        lead in "[a-z .,!?\n]{0,12}",
+        cuts in prop::collection::vec(0usize..9, 0..80),
+    ) {
+        let (name, reads) = READS[which];
+        let tools = tools();
+        let mut input = lead.clone();
+        let mut prose = lead;
+        for (pick, text) in &parts {
+            input.push_str(CONSTRUCTS[reads[pick % reads.len()]]);
+            input.push_str(text);
+            prose.push_str(text);
+        }
+        let whole = wick_parsers::parse(name, &input, &tools).expect("parser");
+        prop_assert_eq!(whole.tool_calls.len(), parts.len(), "{}", name);
+        for call in &whole.tool_calls {
+            prop_assert_eq!(call.name.as_str(), "read_file");
+            prop_assert_eq!(&Value::Object(call.arguments.clone()), &serde_json::json!({"path": "a"}));
+        }
+        let prose = prose.trim_matches([' ', '\t', '\r', '\n']);
+        prop_assert_eq!(whole.content.as_deref().unwrap_or(""), prose, "{}", name);
+        prop_assert!(whole.rejections.is_empty());
+        let streamed = chunked(name, &input, &tools, &cuts);
+        prop_assert_eq!(key(&whole), key(&streamed), "{}", name);
+    }
+}
