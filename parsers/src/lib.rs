@@ -20,11 +20,13 @@ mod deepseek;
 mod detect;
 mod fence;
 mod hermes;
+mod ids;
 mod json;
 mod llama3_json;
 mod mistral;
 mod qwen;
 mod scan;
+mod steps;
 mod types;
 
 mod auto;
