@@ -145,52 +145,7 @@ pub struct Scanner {
 impl Scanner {
     /// A scanner for one generation.
     pub fn new(f: Features, tools: &[ToolSpec]) -> Scanner {
-        let mut markers = Vec::new();
-        let mut add = |on: bool, text, construct, closing| {
-            if on {
-                markers.push(Marker {
-                    text,
-                    construct,
-                    closing,
-                })
-            }
-        };
-        add(
-            f.tool_call_tag,
-            hermes::TOOL_CALL,
-            Construct::ToolCallTag,
-            Some(hermes::TOOL_CALL_END),
-        );
-        add(
-            f.tools_tag,
-            hermes::TOOLS,
-            Construct::ToolsTag,
-            Some(hermes::TOOLS_END),
-        );
-        add(
-            f.mistral,
-            mistral::TOOL_CALLS,
-            Construct::MistralToolCalls,
-            None,
-        );
-        add(
-            f.python_tag,
-            llama3_json::PYTHON_TAG,
-            Construct::PythonTag,
-            None,
-        );
-        add(
-            f.qwen_function,
-            qwen::FUNCTION,
-            Construct::QwenFunction,
-            None,
-        );
-        add(
-            f.deepseek,
-            deepseek::BEGIN,
-            Construct::DeepSeekSection,
-            Some(deepseek::END),
-        );
+        let markers = markers(&f);
         let tools = tools.to_vec();
         let mut interesting = [false; 256];
         for m in &markers {
@@ -370,6 +325,57 @@ impl Scanner {
             arguments: call.arguments,
         });
     }
+}
+
+/// The opening markers `f` recognises, with their constructs and closing tags.
+fn markers(f: &Features) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    let mut add = |on: bool, text, construct, closing| {
+        if on {
+            markers.push(Marker {
+                text,
+                construct,
+                closing,
+            })
+        }
+    };
+    add(
+        f.tool_call_tag,
+        hermes::TOOL_CALL,
+        Construct::ToolCallTag,
+        Some(hermes::TOOL_CALL_END),
+    );
+    add(
+        f.tools_tag,
+        hermes::TOOLS,
+        Construct::ToolsTag,
+        Some(hermes::TOOLS_END),
+    );
+    add(
+        f.mistral,
+        mistral::TOOL_CALLS,
+        Construct::MistralToolCalls,
+        None,
+    );
+    add(
+        f.python_tag,
+        llama3_json::PYTHON_TAG,
+        Construct::PythonTag,
+        None,
+    );
+    add(
+        f.qwen_function,
+        qwen::FUNCTION,
+        Construct::QwenFunction,
+        None,
+    );
+    add(
+        f.deepseek,
+        deepseek::BEGIN,
+        Construct::DeepSeekSection,
+        Some(deepseek::END),
+    );
+    markers
 }
 
 impl Scanner {
