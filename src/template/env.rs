@@ -100,26 +100,33 @@ fn tojson(
             ValueKind::String => indent.as_str().unwrap_or_default().to_owned(),
             _ => {
                 let n = i64::try_from(indent.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int or a string")
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent must be an int or a string",
+                    )
                 })?;
                 " ".repeat(n.clamp(0, 64) as usize)
             }
         });
         style.item_sep = ",".into();
     }
-    if let Some(seps) = kwargs.get::<Option<Value>>("separators")?.filter(|s| !s.is_none()) {
-        let (item, key): (String, String) = match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
-            (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
-                i.as_str().unwrap_or_default().to_owned(),
-                k.as_str().unwrap_or_default().to_owned(),
-            ),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    "tojson: separators must be a pair of strings",
-                ))
-            }
-        };
+    if let Some(seps) = kwargs
+        .get::<Option<Value>>("separators")?
+        .filter(|s| !s.is_none())
+    {
+        let (item, key): (String, String) =
+            match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
+                (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
+                    i.as_str().unwrap_or_default().to_owned(),
+                    k.as_str().unwrap_or_default().to_owned(),
+                ),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: separators must be a pair of strings",
+                    ))
+                }
+            };
         style.item_sep = item;
         style.key_sep = key;
     }
@@ -171,9 +178,17 @@ fn neutralize_generation_tags(source: &str) -> String {
 /// Splits `-`/`+` whitespace modifiers off a tag's inside: `"- generation -"` →
 /// `("-", " generation ", "-")`.
 fn split_modifiers(inner: &str) -> (&str, &str, &str) {
-    let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
+    let lead = if inner.starts_with(['-', '+']) {
+        &inner[..1]
+    } else {
+        ""
+    };
     let inner = &inner[lead.len()..];
-    let trail = if inner.ends_with(['-', '+']) { &inner[inner.len() - 1..] } else { "" };
+    let trail = if inner.ends_with(['-', '+']) {
+        &inner[inner.len() - 1..]
+    } else {
+        ""
+    };
     (lead, &inner[..inner.len() - trail.len()], trail)
 }
 
@@ -183,7 +198,8 @@ mod tests {
 
     fn render(source: &str, ctx: serde_json::Value) -> Result<String, Error> {
         let env = build(source, Clock::Fixed(1_700_000_000))?;
-        env.get_template(TEMPLATE_NAME)?.render(Value::from(minijinja::value::Serde(ctx)))
+        env.get_template(TEMPLATE_NAME)?
+            .render(Value::from(minijinja::value::Serde(ctx)))
     }
 
     #[test]
@@ -209,7 +225,11 @@ mod tests {
 
     #[test]
     fn raise_exception_carries_the_message() {
-        let err = render("{{ raise_exception('roles must alternate') }}", serde_json::json!({})).unwrap_err();
+        let err = render(
+            "{{ raise_exception('roles must alternate') }}",
+            serde_json::json!({}),
+        )
+        .unwrap_err();
         let mut source: Option<&dyn std::error::Error> = Some(&err);
         let mut found = None;
         while let Some(e) = source {

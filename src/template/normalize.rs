@@ -42,7 +42,9 @@ impl ArgumentsForm {
             let before = &source[..at];
             let after = &source[at + WORD.len()..];
             let after_ref = after.trim_start_matches(['\'', '"', ']']);
-            if after_ref.len() == after.len() && after.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+            if after_ref.len() == after.len()
+                && after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            {
                 continue; // part of a longer identifier
             }
             let next = after_ref.trim_start();
@@ -167,9 +169,16 @@ fn join_text_parts(i: usize, parts: &[Value]) -> Result<String, TemplateError> {
 }
 
 /// Puts `function.arguments` (or bare `arguments`) of one tool call in the template's form.
-fn fix_arguments(i: usize, j: usize, call: &mut Value, form: ArgumentsForm) -> Result<(), TemplateError> {
+fn fix_arguments(
+    i: usize,
+    j: usize,
+    call: &mut Value,
+    form: ArgumentsForm,
+) -> Result<(), TemplateError> {
     let Some(call) = call.as_object_mut() else {
-        return Err(bad(format!("messages[{i}].tool_calls[{j}] must be an object")));
+        return Err(bad(format!(
+            "messages[{i}].tool_calls[{j}] must be an object"
+        )));
     };
     let holder = match call.get_mut("function") {
         Some(Value::Object(f)) => f,
@@ -268,16 +277,28 @@ mod tests {
             {"function": {"name": "f", "arguments": "{\"x\":1}"}},
             {"function": {"name": "g", "arguments": {"y": "é"}}}]}]});
         let p = norm(req, ArgumentsForm::String);
-        assert_eq!(p.messages[0]["tool_calls"][0]["function"]["arguments"], json!("{\"x\":1}"));
-        assert_eq!(p.messages[0]["tool_calls"][1]["function"]["arguments"], json!("{\"y\": \"é\"}"));
+        assert_eq!(
+            p.messages[0]["tool_calls"][0]["function"]["arguments"],
+            json!("{\"x\":1}")
+        );
+        assert_eq!(
+            p.messages[0]["tool_calls"][1]["function"]["arguments"],
+            json!("{\"y\": \"é\"}")
+        );
     }
 
     #[test]
     fn passes_tools_unless_tool_choice_is_none() {
         let tools = json!([{"type": "function", "function": {"name": "f"}}]);
-        let with = norm(json!({"messages": [], "tools": tools}), ArgumentsForm::Object);
+        let with = norm(
+            json!({"messages": [], "tools": tools}),
+            ArgumentsForm::Object,
+        );
         assert_eq!(with.tools, tools);
-        let none = norm(json!({"messages": [], "tools": tools, "tool_choice": "none"}), ArgumentsForm::Object);
+        let none = norm(
+            json!({"messages": [], "tools": tools, "tool_choice": "none"}),
+            ArgumentsForm::Object,
+        );
         assert_eq!(none.tools, Value::Null);
     }
 
@@ -294,7 +315,10 @@ mod tests {
         ];
         for req in cases {
             assert!(
-                matches!(normalize(&req, ArgumentsForm::Object), Err(TemplateError::InvalidRequest(_))),
+                matches!(
+                    normalize(&req, ArgumentsForm::Object),
+                    Err(TemplateError::InvalidRequest(_))
+                ),
                 "{req}"
             );
         }
@@ -304,11 +328,23 @@ mod tests {
     fn detects_argument_form_from_template_source() {
         let cases = [
             ("{{ tool_call.arguments | tojson }}", ArgumentsForm::Object),
-            ("{{ '```json\\n' + tool['function']['arguments'] + '\\n```' }}", ArgumentsForm::String),
+            (
+                "{{ '```json\\n' + tool['function']['arguments'] + '\\n```' }}",
+                ArgumentsForm::String,
+            ),
             ("{{ 'x' + tool.arguments }}", ArgumentsForm::String),
-            ("{{ tool['function']['arguments'] | tojson + 'x' }}", ArgumentsForm::Object),
-            ("{%- set out = tool_call.function|tojson %}", ArgumentsForm::Object),
-            ("function name and arguments within + tags", ArgumentsForm::Object),
+            (
+                "{{ tool['function']['arguments'] | tojson + 'x' }}",
+                ArgumentsForm::Object,
+            ),
+            (
+                "{%- set out = tool_call.function|tojson %}",
+                ArgumentsForm::Object,
+            ),
+            (
+                "function name and arguments within + tags",
+                ArgumentsForm::Object,
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(ArgumentsForm::detect(src), want, "{src}");
