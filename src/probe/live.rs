@@ -20,6 +20,9 @@ pub struct Mismatch {
     pub would_parse_with: Option<&'static str>,
     /// The calls that parser read (or the JSON objects found), with arguments as objects.
     pub calls: Vec<Call>,
+    /// The content that parser leaves (what a `--tool-parser-fallback` response carries
+    /// beside the calls); the whole text when `would_parse_with` is `None`.
+    pub content: Option<String>,
 }
 
 /// How many `{` positions the bare-JSON fallback tries: bounds the work on long outputs.
@@ -45,14 +48,16 @@ pub fn mismatch(text: &str, tools: &[ToolSpec], active_parser: &str) -> Option<M
                 return Some(Mismatch {
                     would_parse_with: Some(name),
                     calls: p.calls,
+                    content: p.content,
                 });
             }
         }
     }
     let calls = json_naming_declared_tool(text, tools);
-    (!calls.is_empty()).then_some(Mismatch {
+    (!calls.is_empty()).then(|| Mismatch {
         would_parse_with: None,
         calls,
+        content: Some(text.trim().to_owned()),
     })
 }
 
@@ -114,6 +119,7 @@ mod tests {
         assert_eq!(m.calls.len(), 1);
         assert_eq!(m.calls[0].name, "read_file");
         assert_eq!(m.calls[0].arguments, json!({"path": "a.rs"}));
+        assert_eq!(m.content, None, "the fence is markup of the call");
 
         let tagged = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>";
         let m = mismatch(tagged, &tools, "mistral").expect("mistral misses a hermes call");

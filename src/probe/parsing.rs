@@ -53,6 +53,9 @@ pub fn detect(template: &str, special_tokens: &[&str]) -> Option<Detection> {
     let d = wick_parsers::detect_parser(template, special_tokens)?;
     Some(Detection {
         parser: d.parser.to_owned(),
-        evidence: format!("found {} in the {}", d.evidence.marker, d.evidence.source),
+        evidence: format!(
+            "found \"{}\" in the {}",
+            d.evidence.marker, d.evidence.source
+        ),
     })
 }

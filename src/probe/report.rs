@@ -253,7 +253,12 @@ fn recommendation_paragraphs(out: &mut String, r: &Report) {
                 t.correct, t.false_calls
             );
             if !rec.ties.is_empty() {
-                let _ = write!(out, "; equally good: {}", rec.ties.join(", "));
+                let _ = write!(
+                    out,
+                    "; equally good: {}; {best} is chosen because {}",
+                    rec.ties.join(", "),
+                    tie_break_reason(r, best)
+                );
             }
             out.push('\n');
             if rec.with_false_calls {
@@ -294,6 +299,31 @@ fn recommendation_paragraphs(out: &mut String, r: &Report) {
         );
     }
     problems(out, r);
+}
+
+/// Why the recommended parser won over the ones that score the same (see `score`).
+fn tie_break_reason(r: &Report, best: &str) -> String {
+    let reads = |p: &str| {
+        r.template_format
+            .as_ref()
+            .is_some_and(|f| f.read_by.contains(&p))
+    };
+    let detected = |p: &str| r.detection.as_ref().is_some_and(|d| d.parser == p);
+    let ties = &r.recommendation.ties;
+    let mut why = Vec::new();
+    if reads(best) && ties.iter().any(|t| !reads(t)) {
+        why.push("it reads the call format the template teaches");
+    }
+    if detected(best) {
+        why.push("the template implies it");
+    }
+    if ties.contains(&"auto") && best != "auto" {
+        why.push("it turns less text into calls than auto");
+    }
+    if why.is_empty() {
+        why.push("it comes first in the registry");
+    }
+    why.join(", ")
 }
 
 /// Why calls were false, for the recommended parser and the parser under test.
