@@ -213,6 +213,32 @@ fn token_bytes_are_raw_bytes_of_byte_level_tokens() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn any_text_round_trips_through_encode_and_decode() -> Result<()> {
+    use proptest::test_runner::{Config, TestRunner};
+    let (tok, _) = load(&QWEN)?;
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    // Any Unicode, plus runs biased towards what code and chat prompts contain.
+    let strategy = proptest::string::string_regex(
+        "(\\PC|[ \t\r\n]|<\\|im_(start|end)\\|>|<tool_call>|[0-9]+|'s|\u{1F600}|\u{200D}){0,40}",
+    )?;
+    runner
+        .run(&strategy, |text| {
+            for parse_special in [false, true] {
+                let ids = tok
+                    .encode(&text, false, parse_special)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                proptest::prop_assert_eq!(tok.decode(&ids, false), text.clone());
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 // ---- `wick tokenize` ----
 
 fn wick(args: &[&str]) -> std::process::Output {
