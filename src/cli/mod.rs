@@ -12,7 +12,11 @@ pub mod serve;
 pub mod tokenize;
 
 #[derive(Debug, Parser)]
-#[command(name = "wick", version, about = "Local OpenAI-compatible inference server for coding models")]
+#[command(
+    name = "wick",
+    version,
+    about = "Local OpenAI-compatible inference server for coding models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -76,7 +80,11 @@ pub fn run() -> crate::Result<()> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// A models.toml id, a path to a .gguf file, or `owner/repo:file.gguf`.
-    #[arg(long, env = "WICK_MODEL", default_value = "qwen2.5-coder-0.5b-instruct")]
+    #[arg(
+        long,
+        env = "WICK_MODEL",
+        default_value = "qwen2.5-coder-0.5b-instruct"
+    )]
     pub model: String,
     /// Where models are stored (default: the platform cache dir, e.g. ~/.cache/wick/models).
     #[arg(long, env = "WICK_MODELS_DIR")]
