@@ -68,6 +68,7 @@ pub fn record(state: &AppState, event: &Event) -> Option<Finished> {
         usage,
         time_to_first_token,
         decode_tokens_per_second,
+        ..
     } = event
     {
         state.metrics().record_generation(
