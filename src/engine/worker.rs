@@ -10,9 +10,9 @@ use super::handle::Shared;
 use super::sampler::Sampler;
 use super::slot::{pick_slot, Sequence, Slot};
 use super::stop::{length_limit, StopIds, StopStrings};
-use super::utf8::Utf8Stream;
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
+use crate::tokenizer::detok::Detokenizer;
 use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Storage, Tensor};
 use std::panic::AssertUnwindSafe;
@@ -191,7 +191,7 @@ impl Worker {
             tx,
             stop_ids: StopIds::new(&self.eog, &req.stop_ids),
             stop_strings: StopStrings::new(req.stop_strings),
-            utf8: Utf8Stream::default(),
+            detok: Detokenizer::new(),
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
             constraint: req.constraint,
@@ -288,10 +288,8 @@ impl Worker {
             c.advance(bytes);
         }
         piece.clear();
-        // Control tokens (e.g. <|im_start|>) have no text in the output.
-        if !tokenizer.is_control(id) {
-            seq.utf8.push(bytes, piece);
-        }
+        // Control tokens (e.g. <|im_start|>) give no text.
+        seq.detok.push_piece(bytes, tokenizer.is_control(id), piece);
         let mut text = String::with_capacity(piece.len());
         let stopped = seq.stop_strings.push(piece, &mut text);
         let finish = if stopped || seq.constraint.as_ref().is_some_and(|c| c.is_complete()) {
@@ -306,7 +304,7 @@ impl Worker {
         };
         if finish.is_some() && !stopped {
             // Ends for another reason: held-back text is real output.
-            seq.utf8.finish(&mut text);
+            seq.detok.finish_into(&mut text);
             seq.stop_strings.flush(&mut text);
         }
         let _ = seq.tx.send(Event::Token {
@@ -325,7 +323,7 @@ impl Worker {
     fn finish_flushed(&mut self, i: usize, reason: FinishReason) {
         let mut tail = String::new();
         if let Some(seq) = self.slots[i].seq.as_mut() {
-            seq.utf8.finish(&mut tail);
+            seq.detok.finish_into(&mut tail);
             seq.stop_strings.flush(&mut tail);
         }
         self.finish(i, reason, tail);
