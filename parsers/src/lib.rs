@@ -12,6 +12,8 @@
 //! format file. This crate knows nothing about models, tokenizers or servers: it depends on
 //! serde, serde_json and thiserror only.
 
+#![warn(missing_docs)]
+
 mod collect;
 mod cursor;
 mod deepseek;
@@ -91,7 +93,12 @@ pub static PARSERS: &[ParserSpec] = &[
 pub enum Error {
     /// The parser name is not in [`PARSERS`].
     #[error("unknown tool parser '{name}' (known: {known})")]
-    UnknownParser { name: String, known: String },
+    UnknownParser {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
     /// The tools list is not a JSON array of OpenAI tool objects.
     #[error("invalid tools list: {0}")]
     InvalidTools(String),

@@ -8,9 +8,11 @@
 //! possible marker prefix, an unfinished construct, or an eligible fence is held back.
 //!
 //! Amortized linear time: a held construct is re-examined only after the undecided tail
-//! has grown by 1/16 of its length since the last attempt (or at `finish`), so a
-//! construct of length L costs O(L) in total whatever the chunk size, and a decision lags
-//! by at most ~6% of the construct. Streaming modes (reasoning, failed spans, plain
+//! has grown by 1/16 of its length since the last attempt, or by 1/128 when the new text
+//! holds a byte that can end a construct (`>`, `}`, `]`, backtick, newline), or at
+//! `finish`. So a construct of length L costs O(L) in total whatever the chunk size; a
+//! call of a few hundred bytes is decided at its closing character, a huge one within
+//! 1/128 of its length after it. Streaming modes (reasoning, failed spans, plain
 //! fences) release text as it arrives and keep their state between pushes.
 //!
 //! Must not depend on anything model- or server-specific.
@@ -651,12 +653,27 @@ pub(crate) fn partial_suffix(hay: &str, needle: &str) -> usize {
         .unwrap_or(0)
 }
 
+impl Scanner {
+    /// Whether a held construct should be re-examined after `text` was appended: once it
+    /// grew by 1/16, or by 1/128 when `text` holds a byte that can end a construct. Each
+    /// attempt costs O(held), so the total stays linear while calls are still released
+    /// promptly (for typical calls of a few hundred bytes: at the closing character).
+    fn worth_retry(&self, text: &str) -> bool {
+        let grown = self.buf.len() - self.pos - self.held;
+        if grown * 16 >= self.held {
+            return true;
+        }
+        let closing = text
+            .bytes()
+            .any(|b| matches!(b, b'>' | b'}' | b']' | b'`' | b'\n'));
+        closing && grown * 128 >= self.held
+    }
+}
+
 impl ToolParser for Scanner {
     fn push(&mut self, text: &str, out: &mut Vec<Event>) {
         self.buf.push_str(text);
-        let undecided = self.buf.len() - self.pos;
-        // Re-examine a held construct only once it has grown by 1/16 (amortized linear).
-        if self.held > 0 && undecided < self.held + self.held / 16 {
+        if self.held > 0 && !self.worth_retry(text) {
             return;
         }
         self.drive(false, out);

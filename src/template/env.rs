@@ -53,6 +53,8 @@ pub fn build(source: &str, clock: Clock) -> Result<Environment<'static>, Error> 
     env.set_recursion_limit(RECURSION_LIMIT);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(format_like_python);
+    env.add_test("iterable", is_iterable);
+    env.add_test("sequence", is_sequence);
     env.add_filter("tojson", tojson);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", move |format: &str| -> String {
@@ -77,6 +79,21 @@ fn format_like_python(
         }
     };
     written.map_err(|_| Error::new(ErrorKind::WriteFailure, "output limit reached"))
+}
+
+/// jinja2's `iterable` is `iter(x)` succeeding: `None` is not iterable (minijinja iterates
+/// it as empty), undefined is (jinja2's `Undefined` iterates as empty).
+fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// jinja2's `sequence` is "has `len()` and `[]`": strings and dicts too, not only lists.
+fn is_sequence(value: &Value) -> bool {
+    value.is_undefined()
+        || matches!(
+            value.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map
+        )
 }
 
 /// HF's `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
@@ -217,6 +234,7 @@ mod tests {
             ("  {% if true %}\nx{% endif %}", serde_json::json!({}), "x"),
             ("{{ strftime_now('%d %b %Y') }}", serde_json::json!({}), "14 Nov 2023"),
             ("{% generation %}a{% endgeneration %}", serde_json::json!({}), "a"),
+            ("{{ x is iterable }}{{ y is iterable }}{{ 'a' is sequence }}{{ {} is sequence }}{{ 1 is sequence }}", serde_json::json!({"x": null, "y": []}), "FalseTrueTrueTrueFalse"),
         ];
         for (src, ctx, want) in cases {
             assert_eq!(render(src, ctx).unwrap(), want, "{src}");

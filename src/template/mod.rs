@@ -14,7 +14,7 @@ mod pyjson;
 
 pub use clock::Clock;
 pub use fim::FimStyle;
-pub use normalize::ArgumentsForm;
+pub use normalize::{ArgumentsForm, Conventions};
 
 use crate::gguf::Gguf;
 use minijinja::{Environment, ErrorKind};
@@ -64,7 +64,7 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
-    arguments: ArgumentsForm,
+    conventions: Conventions,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("source_len", &self.source.len())
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
-            .field("arguments", &self.arguments)
+            .field("conventions", &self.conventions)
             .finish()
     }
 }
@@ -124,7 +124,7 @@ impl ChatTemplate {
         })?;
         Ok(ChatTemplate {
             env,
-            arguments: ArgumentsForm::detect(&source),
+            conventions: Conventions::detect(&source),
             source,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
@@ -143,9 +143,9 @@ impl ChatTemplate {
         &self.eos_token
     }
 
-    /// The form of tool-call arguments this template is given (see `normalize`).
-    pub fn arguments_form(&self) -> ArgumentsForm {
-        self.arguments
+    /// How requests are adapted to this template (see `normalize`).
+    pub fn conventions(&self) -> Conventions {
+        self.conventions
     }
 
     /// The prompt for a chat-completions request body, with the generation prompt added.
@@ -160,7 +160,7 @@ impl ChatTemplate {
         request: &serde_json::Value,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
-        let prepared = normalize::normalize(request, self.arguments)?;
+        let prepared = normalize::normalize(request, self.conventions)?;
         self.render_prepared(&prepared.messages, &prepared.tools, add_generation_prompt)
     }
 

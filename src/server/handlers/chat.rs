@@ -117,8 +117,9 @@ impl Running {
             }
             Event::Failed(e) => Err(Error::Engine(e)),
             done @ Event::Done { .. } => {
-                let finished = record(&self.state, &done);
+                let finished = record(&self.state, done);
                 if let Some(f) = &finished {
+                    self.assembler.push(&f.tail, out);
                     // The constraint completed the forced call: add its closing markup.
                     if f.reason == FinishReason::Stop && !self.close.is_empty() {
                         self.assembler.push(self.close, out);
