@@ -5,7 +5,7 @@
 //!
 //! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the decode loop),
 //! `slot.rs` (per-sequence KV + prefix reuse), `sampler.rs`, `stop.rs` (stop ids, stop
-//! strings, length), `utf8.rs` (token bytes → whole characters), `threads.rs` (CPU pools).
+//! strings, length), `threads.rs` (CPU pools). Text comes from `tokenizer::detok`.
 //! The types below are the seam the server codes against.
 
 use thiserror::Error;
@@ -15,7 +15,6 @@ pub mod sampler;
 mod slot;
 pub mod stop;
 pub mod threads;
-pub mod utf8;
 mod worker;
 
 pub use handle::{EngineOptions, Generation, Handle};

@@ -6,9 +6,9 @@
 
 use super::sampler::Sampler;
 use super::stop::{StopIds, StopStrings};
-use super::utf8::Utf8Stream;
 use super::{Constraint, Event, Usage};
 use crate::model::KvCache;
+use crate::tokenizer::detok::Detokenizer;
 use candle_core::Tensor;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
@@ -18,7 +18,7 @@ pub(crate) struct Sequence {
     pub tx: UnboundedSender<Event>,
     pub stop_ids: StopIds,
     pub stop_strings: StopStrings,
-    pub utf8: Utf8Stream,
+    pub detok: Detokenizer,
     pub max_tokens: usize,
     pub logprobs: bool,
     pub constraint: Option<Box<dyn Constraint>>,

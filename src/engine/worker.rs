@@ -10,9 +10,9 @@ use super::handle::Shared;
 use super::sampler::Sampler;
 use super::slot::{pick_slot, Sequence, Slot};
 use super::stop::{length_limit, StopIds, StopStrings};
-use super::utf8::Utf8Stream;
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
+use crate::tokenizer::detok::Detokenizer;
 use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Storage, Tensor};
 use std::panic::AssertUnwindSafe;
@@ -44,6 +44,7 @@ pub(crate) fn spawn(
         eog,
         logits_buf: Vec::new(),
         piece: String::new(),
+        next: Vec::new(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -61,16 +62,23 @@ struct Worker {
     logits_buf: Vec<f32>,
     /// Newly completed UTF-8 text of one token (reused).
     piece: String,
+    /// (slot, token) pairs to run at the end of this step (reused).
+    next: Vec<(usize, u32)>,
 }
 
 impl Worker {
     fn run(&mut self) {
         while self.admit_waiting() {
+            // Sample one token for every active slot, then run all the new tokens.
+            self.next.clear();
             for i in 0..self.slots.len() {
                 if self.slots[i].seq.is_some() {
-                    self.step(i);
+                    if let Some(id) = self.sample_and_emit(i) {
+                        self.next.push((i, id));
+                    }
                 }
             }
+            self.run_next();
         }
     }
 
@@ -183,7 +191,7 @@ impl Worker {
             tx,
             stop_ids: StopIds::new(&self.eog, &req.stop_ids),
             stop_strings: StopStrings::new(req.stop_strings),
-            utf8: Utf8Stream::default(),
+            detok: Detokenizer::new(),
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
             constraint: req.constraint,
@@ -203,29 +211,48 @@ impl Worker {
         }
     }
 
-    /// One decode step of slot `i`: sample, emit, check the stop rules, run the new token.
-    fn step(&mut self, i: usize) {
+    /// Runs the tokens sampled this step, each in its slot's cache.
+    fn run_next(&mut self) {
+        for k in 0..self.next.len() {
+            let (i, id) = self.next[k];
+            let slot = &mut self.slots[i];
+            let (Some(cache), Some(seq)) = (slot.cache.as_mut(), slot.seq.as_mut()) else {
+                self.fail(i, EngineError::Inference("slot has no KV cache".into()));
+                continue;
+            };
+            match forward(self.model.as_ref(), &[id], cache) {
+                Ok(l) => {
+                    slot.tokens.push(id);
+                    seq.logits = Some(l);
+                }
+                Err(e) => self.fail(i, e),
+            }
+        }
+    }
+
+    /// One decode step of slot `i`: sample, emit, check the stop rules. Returns the token to
+    /// run next when the request goes on.
+    fn sample_and_emit(&mut self, i: usize) -> Option<u32> {
         let ctx = self.shared.opts.ctx_size;
         let Worker {
             slots,
             tokenizer,
             logits_buf,
             piece,
-            model,
             ..
         } = self;
         let slot = &mut slots[i];
-        let Some(seq) = slot.seq.as_mut() else { return };
+        let seq = slot.seq.as_mut()?;
         if seq.tx.is_closed() {
             self.finish(i, FinishReason::Cancelled, String::new());
-            return;
+            return None;
         }
         let Some(logits) = seq.logits.take() else {
             self.fail(
                 i,
                 EngineError::Inference("no logits for the next token".into()),
             );
-            return;
+            return None;
         };
         let sampler: &mut Sampler = &mut slot.sampler;
         let want_logprob = seq.logprobs;
@@ -237,12 +264,19 @@ impl Worker {
         let sampled = match sampled {
             Ok(Some(s)) => s,
             // The constraint allows no token: the output cannot continue.
-            Ok(None) => return self.finish_flushed(i, FinishReason::Stop),
-            Err(e) => return self.fail(i, e),
+            Ok(None) => {
+                self.finish_flushed(i, FinishReason::Stop);
+                return None;
+            }
+            Err(e) => {
+                self.fail(i, e);
+                return None;
+            }
         };
         let id = sampled.id;
         if seq.stop_ids.contains(id) {
-            return self.finish_flushed(i, FinishReason::Stop);
+            self.finish_flushed(i, FinishReason::Stop);
+            return None;
         }
         let now = Instant::now();
         seq.first_token_at.get_or_insert(now);
@@ -254,10 +288,8 @@ impl Worker {
             c.advance(bytes);
         }
         piece.clear();
-        // Control tokens (e.g. <|im_start|>) have no text in the output.
-        if !tokenizer.is_control(id) {
-            seq.utf8.push(bytes, piece);
-        }
+        // Control tokens (e.g. <|im_start|>) give no text.
+        seq.detok.push_piece(bytes, tokenizer.is_control(id), piece);
         let mut text = String::with_capacity(piece.len());
         let stopped = seq.stop_strings.push(piece, &mut text);
         let finish = if stopped || seq.constraint.as_ref().is_some_and(|c| c.is_complete()) {
@@ -272,7 +304,7 @@ impl Worker {
         };
         if finish.is_some() && !stopped {
             // Ends for another reason: held-back text is real output.
-            seq.utf8.finish(&mut text);
+            seq.detok.finish_into(&mut text);
             seq.stop_strings.flush(&mut text);
         }
         let _ = seq.tx.send(Event::Token {
@@ -281,25 +313,17 @@ impl Worker {
             logprob: sampled.logprob,
         });
         if let Some(reason) = finish {
-            return self.finish(i, reason, String::new());
+            self.finish(i, reason, String::new());
+            return None;
         }
-        let Some(cache) = slot.cache.as_mut() else {
-            return self.fail(i, EngineError::Inference("slot has no KV cache".into()));
-        };
-        match forward(model.as_ref(), &[id], cache) {
-            Ok(l) => {
-                slot.tokens.push(id);
-                seq.logits = Some(l);
-            }
-            Err(e) => self.fail(i, e),
-        }
+        Some(id)
     }
 
     /// Ends slot `i` on a stop id: the text held back so far goes out with `Done`.
     fn finish_flushed(&mut self, i: usize, reason: FinishReason) {
         let mut tail = String::new();
         if let Some(seq) = self.slots[i].seq.as_mut() {
-            seq.utf8.finish(&mut tail);
+            seq.detok.finish_into(&mut tail);
             seq.stop_strings.flush(&mut tail);
         }
         self.finish(i, reason, tail);

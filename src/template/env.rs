@@ -53,6 +53,8 @@ pub fn build(source: &str, clock: Clock) -> Result<Environment<'static>, Error> 
     env.set_recursion_limit(RECURSION_LIMIT);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(format_like_python);
+    env.add_test("iterable", is_iterable);
+    env.add_test("sequence", is_sequence);
     env.add_filter("tojson", tojson);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", move |format: &str| -> String {
@@ -79,6 +81,21 @@ fn format_like_python(
     written.map_err(|_| Error::new(ErrorKind::WriteFailure, "output limit reached"))
 }
 
+/// jinja2's `iterable` is `iter(x)` succeeding: `None` is not iterable (minijinja iterates
+/// it as empty), undefined is (jinja2's `Undefined` iterates as empty).
+fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// jinja2's `sequence` is "has `len()` and `[]`": strings and dicts too, not only lists.
+fn is_sequence(value: &Value) -> bool {
+    value.is_undefined()
+        || matches!(
+            value.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map
+        )
+}
+
 /// HF's `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
 fn tojson(
     value: &Value,
@@ -100,26 +117,33 @@ fn tojson(
             ValueKind::String => indent.as_str().unwrap_or_default().to_owned(),
             _ => {
                 let n = i64::try_from(indent.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int or a string")
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent must be an int or a string",
+                    )
                 })?;
                 " ".repeat(n.clamp(0, 64) as usize)
             }
         });
         style.item_sep = ",".into();
     }
-    if let Some(seps) = kwargs.get::<Option<Value>>("separators")?.filter(|s| !s.is_none()) {
-        let (item, key): (String, String) = match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
-            (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
-                i.as_str().unwrap_or_default().to_owned(),
-                k.as_str().unwrap_or_default().to_owned(),
-            ),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    "tojson: separators must be a pair of strings",
-                ))
-            }
-        };
+    if let Some(seps) = kwargs
+        .get::<Option<Value>>("separators")?
+        .filter(|s| !s.is_none())
+    {
+        let (item, key): (String, String) =
+            match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
+                (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
+                    i.as_str().unwrap_or_default().to_owned(),
+                    k.as_str().unwrap_or_default().to_owned(),
+                ),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: separators must be a pair of strings",
+                    ))
+                }
+            };
         style.item_sep = item;
         style.key_sep = key;
     }
@@ -171,9 +195,17 @@ fn neutralize_generation_tags(source: &str) -> String {
 /// Splits `-`/`+` whitespace modifiers off a tag's inside: `"- generation -"` →
 /// `("-", " generation ", "-")`.
 fn split_modifiers(inner: &str) -> (&str, &str, &str) {
-    let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
+    let lead = if inner.starts_with(['-', '+']) {
+        &inner[..1]
+    } else {
+        ""
+    };
     let inner = &inner[lead.len()..];
-    let trail = if inner.ends_with(['-', '+']) { &inner[inner.len() - 1..] } else { "" };
+    let trail = if inner.ends_with(['-', '+']) {
+        &inner[inner.len() - 1..]
+    } else {
+        ""
+    };
     (lead, &inner[..inner.len() - trail.len()], trail)
 }
 
@@ -183,7 +215,8 @@ mod tests {
 
     fn render(source: &str, ctx: serde_json::Value) -> Result<String, Error> {
         let env = build(source, Clock::Fixed(1_700_000_000))?;
-        env.get_template(TEMPLATE_NAME)?.render(Value::from(minijinja::value::Serde(ctx)))
+        env.get_template(TEMPLATE_NAME)?
+            .render(Value::from(minijinja::value::Serde(ctx)))
     }
 
     #[test]
@@ -201,6 +234,7 @@ mod tests {
             ("  {% if true %}\nx{% endif %}", serde_json::json!({}), "x"),
             ("{{ strftime_now('%d %b %Y') }}", serde_json::json!({}), "14 Nov 2023"),
             ("{% generation %}a{% endgeneration %}", serde_json::json!({}), "a"),
+            ("{{ x is iterable }}{{ y is iterable }}{{ 'a' is sequence }}{{ {} is sequence }}{{ 1 is sequence }}", serde_json::json!({"x": null, "y": []}), "FalseTrueTrueTrueFalse"),
         ];
         for (src, ctx, want) in cases {
             assert_eq!(render(src, ctx).unwrap(), want, "{src}");
@@ -209,7 +243,11 @@ mod tests {
 
     #[test]
     fn raise_exception_carries_the_message() {
-        let err = render("{{ raise_exception('roles must alternate') }}", serde_json::json!({})).unwrap_err();
+        let err = render(
+            "{{ raise_exception('roles must alternate') }}",
+            serde_json::json!({}),
+        )
+        .unwrap_err();
         let mut source: Option<&dyn std::error::Error> = Some(&err);
         let mut found = None;
         while let Some(e) = source {

@@ -14,7 +14,7 @@ mod pyjson;
 
 pub use clock::Clock;
 pub use fim::FimStyle;
-pub use normalize::ArgumentsForm;
+pub use normalize::{ArgumentsForm, Conventions};
 
 use crate::gguf::Gguf;
 use minijinja::{Environment, ErrorKind};
@@ -64,7 +64,7 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
-    arguments: ArgumentsForm,
+    conventions: Conventions,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("source_len", &self.source.len())
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
-            .field("arguments", &self.arguments)
+            .field("conventions", &self.conventions)
             .finish()
     }
 }
@@ -82,7 +82,10 @@ impl ChatTemplate {
     /// The override file when given (`--chat-template`, or the models.toml entry's file under
     /// `chat_templates/`), else the GGUF's `tokenizer.chat_template`; bos/eos text from the
     /// GGUF vocabulary.
-    pub fn from_gguf(gguf: &Gguf, override_path: Option<&Path>) -> Result<ChatTemplate, TemplateError> {
+    pub fn from_gguf(
+        gguf: &Gguf,
+        override_path: Option<&Path>,
+    ) -> Result<ChatTemplate, TemplateError> {
         let source = match override_path {
             Some(path) => read_template_file(path)?,
             None => gguf
@@ -96,7 +99,11 @@ impl ChatTemplate {
     }
 
     /// Parses `source`; a syntax error names the line.
-    pub fn from_source(source: String, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, TemplateError> {
+    pub fn from_source(
+        source: String,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TemplateError> {
         ChatTemplate::with_clock(source, bos_token, eos_token, Clock::System)
     }
 
@@ -110,11 +117,14 @@ impl ChatTemplate {
     ) -> Result<ChatTemplate, TemplateError> {
         let env = env::build(&source, clock).map_err(|e| TemplateError::Parse {
             line: e.line().unwrap_or(0),
-            message: e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string()),
+            message: e
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.kind().to_string()),
         })?;
         Ok(ChatTemplate {
             env,
-            arguments: ArgumentsForm::detect(&source),
+            conventions: Conventions::detect(&source),
             source,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
@@ -133,9 +143,9 @@ impl ChatTemplate {
         &self.eos_token
     }
 
-    /// The form of tool-call arguments this template is given (see `normalize`).
-    pub fn arguments_form(&self) -> ArgumentsForm {
-        self.arguments
+    /// How requests are adapted to this template (see `normalize`).
+    pub fn conventions(&self) -> Conventions {
+        self.conventions
     }
 
     /// The prompt for a chat-completions request body, with the generation prompt added.
@@ -145,8 +155,12 @@ impl ChatTemplate {
 
     /// The prompt for a chat-completions request body (uses `messages`, `tools`,
     /// `tool_choice`).
-    pub fn render_with(&self, request: &serde_json::Value, add_generation_prompt: bool) -> Result<String, TemplateError> {
-        let prepared = normalize::normalize(request, self.arguments)?;
+    pub fn render_with(
+        &self,
+        request: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let prepared = normalize::normalize(request, self.conventions)?;
         self.render_prepared(&prepared.messages, &prepared.tools, add_generation_prompt)
     }
 
@@ -222,7 +236,10 @@ fn classify(err: &minijinja::Error) -> TemplateError {
             TemplateError::TooMuchWork(format!("output longer than {MAX_OUTPUT_BYTES} bytes"))
         }
         _ => {
-            let detail = err.detail().map(str::to_owned).unwrap_or_else(|| err.kind().to_string());
+            let detail = err
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| err.kind().to_string());
             match err.line() {
                 Some(line) => TemplateError::Render(format!("{detail} (line {line})")),
                 None => TemplateError::Render(detail),
@@ -267,8 +284,14 @@ mod tests {
     fn renders_a_request_with_generation_prompt() {
         let t = tpl(CHATML).unwrap();
         let req = json!({"messages": [{"role": "user", "content": "hi"}]});
-        assert_eq!(t.render(&req).unwrap(), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
-        assert_eq!(t.render_with(&req, false).unwrap(), "<|im_start|>user\nhi<|im_end|>\n");
+        assert_eq!(
+            t.render(&req).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            t.render_with(&req, false).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n"
+        );
     }
 
     #[test]
@@ -282,8 +305,13 @@ mod tests {
     #[test]
     fn raise_exception_becomes_the_error_message() {
         let t = tpl("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with a user') }}{% endif %}").unwrap();
-        let err = t.render(&json!({"messages": [{"role": "assistant", "content": "x"}]})).unwrap_err();
-        assert!(matches!(&err, TemplateError::Raised(m) if m == "Conversation must start with a user"), "{err:?}");
+        let err = t
+            .render(&json!({"messages": [{"role": "assistant", "content": "x"}]}))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Raised(m) if m == "Conversation must start with a user"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -298,10 +326,17 @@ mod tests {
             let start = Instant::now();
             let err = t.render(&json!({"messages": []})).unwrap_err();
             assert!(
-                matches!(err, TemplateError::TooMuchWork(_) | TemplateError::Render(_)),
+                matches!(
+                    err,
+                    TemplateError::TooMuchWork(_) | TemplateError::Render(_)
+                ),
                 "{src}: {err:?}"
             );
-            assert!(start.elapsed().as_secs() < 10, "{src} took {:?}", start.elapsed());
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "{src} took {:?}",
+                start.elapsed()
+            );
         }
     }
 

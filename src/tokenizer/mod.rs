@@ -246,7 +246,12 @@ fn build_bpe(gguf: &Gguf, vocab: &Vocab, ignore_merges: bool) -> Result<BPE, Tok
         .vocab_and_merges(bpe_vocab, merges)
         .ignore_merges(ignore_merges)
         .build()
-        .map_err(|e| TokenizerError::Build(format!("{}: BPE: {e}", gguf.path.display())))
+        .map_err(|e| {
+            TokenizerError::Build(format!(
+                "{}: BPE vocabulary and merges: {e}",
+                gguf.path.display()
+            ))
+        })
 }
 
 fn special_tokens_longest_first(vocab: &Vocab) -> Vec<SpecialToken> {
@@ -265,4 +270,14 @@ fn special_tokens_longest_first(vocab: &Vocab) -> Vec<SpecialToken> {
     // Stable: equal lengths keep id order, so the result never depends on sort internals.
     specials.sort_by_key(|s| std::cmp::Reverse(s.text.len()));
     specials
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokenizer_and_detokenizer_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Tokenizer>();
+        assert_send_sync::<super::Detokenizer>();
+    }
 }
