@@ -20,6 +20,8 @@ pub enum Error {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Models(#[from] crate::models::ModelsError),
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
 
     /// A request that is well-formed JSON but not acceptable.
     #[error("{message}")]
@@ -42,6 +44,13 @@ pub enum Error {
     QueueFull,
     #[error("the model is still loading")]
     Loading,
+    /// The model failed to load; the server stays up and says why.
+    #[error("the model failed to load: {0}")]
+    LoadFailed(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("no route for {0}")]
+    RouteNotFound(String),
     /// Bad command-line usage that clap could not catch.
     #[error("{0}")]
     Usage(String),
@@ -105,8 +114,22 @@ impl Error {
             Error::Unauthorized => (401, "invalid_request_error", None, Some("invalid_api_key")),
             Error::QueueFull => (429, "rate_limit_exceeded", None, Some("queue_full")),
             Error::Loading => (503, "server_error", None, Some("model_loading")),
+            Error::LoadFailed(_) => (503, "server_error", None, Some("model_load_failed")),
+            Error::PayloadTooLarge { .. } => (
+                413,
+                "invalid_request_error",
+                None,
+                Some("payload_too_large"),
+            ),
+            Error::RouteNotFound(_) => (404, "invalid_request_error", None, Some("not_found")),
             Error::Usage(_) => (400, "invalid_request_error", None, Some("invalid_request")),
             Error::Engine(e) => return e.shape(),
+            Error::Probe(_) => (
+                400,
+                "invalid_request_error",
+                None,
+                Some("tool_parser_mismatch"),
+            ),
             Error::Gguf(_)
             | Error::Model(_)
             | Error::Tokenizer(_)

@@ -9,6 +9,7 @@ pub mod error;
 pub mod gguf;
 pub mod model;
 pub mod models;
+pub mod probe;
 pub mod server;
 pub mod template;
 pub mod tokenizer;

@@ -12,12 +12,18 @@ pub mod serve;
 pub mod tokenize;
 
 #[derive(Debug, Parser)]
-#[command(name = "wick", version, about = "Local OpenAI-compatible inference server for coding models")]
+#[command(
+    name = "wick",
+    version,
+    about = "Local OpenAI-compatible inference server for coding models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once at startup: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a model over an OpenAI-compatible HTTP API.
@@ -74,7 +80,11 @@ pub fn run() -> crate::Result<()> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// A models.toml id, a path to a .gguf file, or `owner/repo:file.gguf`.
-    #[arg(long, env = "WICK_MODEL", default_value = "qwen2.5-coder-0.5b-instruct")]
+    #[arg(
+        long,
+        env = "WICK_MODEL",
+        default_value = "qwen2.5-coder-0.5b-instruct"
+    )]
     pub model: String,
     /// Where models are stored (default: the platform cache dir, e.g. ~/.cache/wick/models).
     #[arg(long, env = "WICK_MODELS_DIR")]

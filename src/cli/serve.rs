@@ -1,8 +1,369 @@
-//! `wick serve` (being written).
+//! `wick serve`: binds the OpenAI-compatible server at once (answering 503 while the model
+//! loads in the background), then serves until Ctrl-C/SIGTERM and shuts down gracefully.
+//! This is the composition root of the server: it builds the `server::Backend` from the
+//! engine, tokenizer, chat template and tool-call parser.
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use super::{ModelArgs, RuntimeArgs};
+use crate::api::Tool;
+use crate::engine::{threads, EngineError, EngineOptions, Event, GenerationRequest, Handle};
+use crate::gguf::Gguf;
+use crate::models::ResolvedModel;
+use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfig};
+use crate::template::fim::FimStyle;
+use crate::template::ChatTemplate;
+use crate::tokenizer::Tokenizer;
+use crate::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+use wick_parsers::{ParserSpec, ToolParser, ToolSpec};
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Usage("'serve' is not implemented yet".into()))
+/// Boxed so the `Command` enum stays small (clippy::large_enum_variant).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub serve: Box<ServeArgs>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Address to bind (loopback by default: exposing the server is an explicit choice).
+    #[arg(long, env = "WICK_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind; 0 picks a free one (the address is printed on stderr).
+    #[arg(long, env = "WICK_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Tool-call parser: a parser name, or `auto` (default: from models.toml, else detected
+    /// from the chat template).
+    #[arg(long, env = "WICK_TOOL_PARSER")]
+    pub tool_parser: Option<String>,
+    /// Sequences generated at once.
+    #[arg(long, env = "WICK_PARALLEL", default_value_t = 1)]
+    pub parallel: usize,
+    /// Requests that may wait for a free sequence; more get 429.
+    #[arg(long, env = "WICK_MAX_QUEUE", default_value_t = 16)]
+    pub max_queue: usize,
+    /// Require `Authorization: Bearer KEY` on /v1.
+    #[arg(long, env = "WICK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The model id served on the API (default: the models.toml id or the file stem).
+    #[arg(long, env = "WICK_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    /// Origins allowed by CORS, comma-separated (`*` for any). CORS is off by default.
+    #[arg(long, env = "WICK_CORS", value_delimiter = ',')]
+    pub cors: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "WICK_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+pub fn run(args: Args) -> crate::Result<()> {
+    let args = *args.serve;
+    init_logging();
+    if args.parallel == 0 {
+        return Err(Error::Usage("--parallel must be at least 1".into()));
+    }
+    let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
+    let model_id = args
+        .served_model_name
+        .clone()
+        .unwrap_or_else(|| resolved.id.clone());
+    let mut config = ServerConfig::new(model_id);
+    config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
+    config.max_body_bytes = args.max_body_bytes;
+    config.cors_origins = args
+        .cors
+        .iter()
+        .filter(|o| !o.is_empty())
+        .cloned()
+        .collect();
+    let state = AppState::loading(config);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    runtime.block_on(serve(args, resolved, state))
+}
+
+async fn serve(args: ServeArgs, model: ResolvedModel, state: AppState) -> crate::Result<()> {
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    let local: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the bound address", e))?;
+    // A fixed line that scripts and tests read (with --port 0 it is the only way to know).
+    eprintln!("wick: listening on http://{local}");
+    tracing::info!(model = %state.config().model_id, path = %model.path.display(), "loading the model in the background");
+
+    let loader_state = state.clone();
+    let loader = tokio::spawn(async move {
+        let loading = tokio::task::spawn_blocking(move || load_backend(&args, &model));
+        match loading.await {
+            Ok(Ok(backend)) => {
+                tracing::info!("model loaded; ready");
+                loader_state.set_ready(backend);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the model failed to load");
+                loader_state.set_failed(e.to_string());
+            }
+            // A bug in a loader must not leave the server "loading" forever.
+            Err(e) => {
+                tracing::error!(error = %e, "the model loader crashed");
+                loader_state.set_failed(format!("the model loader crashed: {e}"));
+            }
+        }
+    });
+
+    let app = server::router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::io("the server stopped", e))?;
+    tracing::info!("shutting down");
+    // Stop accepting work, then let the engine drain; a still-running load is abandoned.
+    loader.abort();
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another subscriber may be set already (tests); that one is kept.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Context size when neither `--ctx-size` nor models.toml says otherwise (capped by the
+/// model's training context).
+const DEFAULT_CTX: usize = 4096;
+
+/// Loads the model and builds the backend the handlers use.
+fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Arc<dyn Backend>> {
+    threads::configure(args.runtime.threads);
+    let mut gguf = Gguf::open(&model.path)?;
+    let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
+    let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
+    let specials: Vec<&str> = tokenizer.special_tokens().iter().map(|(_, t)| *t).collect();
+    let parser = pick_parser(args, model, template.source(), &specials)?;
+    let fim = FimStyle::detect(&specials).map(|style| {
+        let stop_ids = style
+            .stop_tokens()
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        (style, stop_ids)
+    });
+    let device = device_from_str(&args.runtime.device)?;
+    let loaded = crate::model::load(&mut gguf, &device)?;
+    drop(gguf);
+    let train_ctx = loaded.info().train_ctx.max(1);
+    let ctx = args
+        .runtime
+        .ctx_size
+        .or(model.entry.as_ref().and_then(|e| e.ctx_size))
+        .unwrap_or(DEFAULT_CTX.min(train_ctx));
+    tracing::info!(
+        ctx,
+        parser = parser.name,
+        fim = fim.as_ref().map(|f| f.0.name()),
+        parallel = args.parallel,
+        max_queue = args.max_queue,
+        "engine settings"
+    );
+    let handle = Handle::start(
+        loaded,
+        tokenizer.clone(),
+        EngineOptions {
+            parallel: args.parallel,
+            max_queue: args.max_queue,
+            ctx_size: ctx,
+        },
+    )?;
+    Ok(Arc::new(ModelBackend {
+        handle,
+        tokenizer,
+        template,
+        fim,
+        parser,
+    }))
+}
+
+/// `--tool-parser`, else the models.toml entry's, else the one the template calls for,
+/// else `auto` (which reads every format).
+fn pick_parser(
+    args: &ServeArgs,
+    model: &ResolvedModel,
+    template: &str,
+    specials: &[&str],
+) -> crate::Result<&'static ParserSpec> {
+    let chosen = args
+        .tool_parser
+        .clone()
+        .or_else(|| model.entry.as_ref().and_then(|e| e.tool_parser.clone()));
+    let name = match chosen.as_deref() {
+        Some("auto") | None => match wick_parsers::detect_parser(template, specials) {
+            Some(d) if chosen.is_none() => {
+                tracing::info!(
+                    parser = d.parser,
+                    marker = d.evidence.marker,
+                    "tool parser detected"
+                );
+                d.parser.to_owned()
+            }
+            _ => "auto".to_owned(),
+        },
+        Some(n) => n.to_owned(),
+    };
+    wick_parsers::by_name(&name).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// `--device cpu|cuda[:N]|metal`.
+fn device_from_str(s: &str) -> crate::Result<candle_core::Device> {
+    use candle_core::Device;
+    let bad = |e: candle_core::Error| Error::Usage(format!("device '{s}' is not available: {e}"));
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).map_err(bad),
+        "cuda" => Device::new_cuda(0).map_err(bad),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
+            _ => Err(Error::Usage(format!(
+                "invalid device '{s}' (expected cpu, cuda, cuda:N or metal)"
+            ))),
+        },
+    }
+}
+
+/// The loaded model as the server sees it.
+struct ModelBackend {
+    handle: Handle,
+    tokenizer: Arc<Tokenizer>,
+    template: ChatTemplate,
+    fim: Option<(FimStyle, Vec<u32>)>,
+    parser: &'static ParserSpec,
+}
+
+impl Backend for ModelBackend {
+    fn ctx_size(&self) -> usize {
+        self.handle.ctx_size()
+    }
+
+    fn render_chat(&self, request: &serde_json::Value) -> crate::Result<String> {
+        Ok(self.template.render(request)?)
+    }
+
+    fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {
+        self.fim
+            .as_ref()
+            .map(|(style, stop)| (style.build(prefix, suffix), stop.clone()))
+    }
+
+    fn parser_name(&self) -> &str {
+        self.parser.name
+    }
+
+    fn new_parser(&self, tools: &[Tool]) -> Box<dyn CallParser> {
+        let specs: Vec<ToolSpec> = tools
+            .iter()
+            .map(|t| ToolSpec {
+                name: t.function.name.clone(),
+                parameters: t
+                    .function
+                    .parameters
+                    .clone()
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        Box::new(ParserAdapter {
+            inner: (self.parser.new)(&specs),
+            events: Vec::new(),
+        })
+    }
+
+    fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError> {
+        self.handle.submit(request)
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.handle.queue_depth()
+    }
+
+    fn active(&self) -> usize {
+        self.handle.active()
+    }
+}
+
+/// Maps the parser crate's events onto the server's.
+struct ParserAdapter {
+    inner: Box<dyn ToolParser>,
+    /// Reused between pushes.
+    events: Vec<wick_parsers::Event>,
+}
+
+impl ParserAdapter {
+    fn drain(&mut self, out: &mut Vec<ParseEvent>) {
+        use wick_parsers::Event as P;
+        for ev in self.events.drain(..) {
+            out.push(match ev {
+                P::Content(t) => ParseEvent::Content(t),
+                P::Reasoning(t) => ParseEvent::Reasoning(t),
+                P::CallStart { id, name, .. } => ParseEvent::CallStart { id: Some(id), name },
+                P::CallArgs { fragment, .. } => ParseEvent::CallArguments(fragment),
+                P::CallEnd { .. } => continue,
+                P::Rejected(r) => ParseEvent::Rejected {
+                    reason: r.to_string(),
+                },
+            });
+        }
+    }
+}
+
+impl CallParser for ParserAdapter {
+    fn push(&mut self, text: &str, out: &mut Vec<ParseEvent>) {
+        self.inner.push(text, &mut self.events);
+        self.drain(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<ParseEvent>) {
+        self.inner.finish(&mut self.events);
+        self.drain(out);
+    }
 }

@@ -1,8 +1,37 @@
-//! `wick tokenize` (being written).
+//! `wick tokenize --model M [--text T]`: the model's own tokenization of raw text (stdin when
+//! no `--text`), special-token text parsed and BOS added when the GGUF says so.
+//! Prints one JSON object `{"ids":[...]}` on stdout. Loads only GGUF metadata, no weights.
+
+use crate::gguf::Gguf;
+use crate::tokenizer::Tokenizer;
+use std::io::{Read, Write};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub model: crate::cli::ModelArgs,
+    /// The text to tokenize (default: all of stdin).
+    #[arg(long)]
+    pub text: Option<String>,
+}
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Usage("'tokenize' is not implemented yet".into()))
+pub fn run(args: Args) -> crate::Result<()> {
+    let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
+    let gguf = Gguf::open(&resolved.path)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    let text = match args.text {
+        Some(t) => t,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| crate::Error::io("reading the text from stdin", e))?;
+            s
+        }
+    };
+    let ids = tokenizer.encode(&text, true, true)?;
+    let json = serde_json::json!({ "ids": ids });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{json}").map_err(|e| crate::Error::io("writing to stdout", e))?;
+    Ok(())
 }

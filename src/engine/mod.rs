@@ -3,9 +3,21 @@
 //! Input: `GenerationRequest` (token ids + sampling + stop rules). Output: `Event`s.
 //! Must not depend on axum, minijinja, api or parsers.
 //!
-//! (The types below are the seam the server codes against; handle/worker are being written.)
+//! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the decode loop),
+//! `slot.rs` (per-sequence KV + prefix reuse), `sampler.rs`, `stop.rs` (stop ids, stop
+//! strings, length), `threads.rs` (CPU pools). Text comes from `tokenizer::detok`.
+//! The types below are the seam the server codes against.
 
 use thiserror::Error;
+
+mod handle;
+pub mod sampler;
+mod slot;
+pub mod stop;
+pub mod threads;
+mod worker;
+
+pub use handle::{EngineOptions, Generation, Handle};
 
 /// Sampling settings. `temperature == 0` means greedy (argmax, ties to the lower id).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +102,7 @@ pub struct Usage {
 }
 
 /// What the worker sends back for one request, in order: `Token`* then `Done` or `Failed`.
+/// The end-of-generation token that stopped a request is not sent as a `Token`.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `text` is the newly decoded text (may be empty while a UTF-8 char or a possible stop
@@ -105,6 +118,10 @@ pub enum Event {
         /// Seconds from admission to the first token, and decode tokens per second.
         time_to_first_token: f64,
         decode_tokens_per_second: f64,
+        /// Text held back until the end (a possible stop-string prefix, or bytes of an
+        /// unfinished character) that is real output: append it after the last `Token`.
+        /// Usually empty.
+        text: String,
     },
     Failed(EngineError),
 }
@@ -137,7 +154,9 @@ impl EngineError {
                 "context_length_exceeded",
                 Some("messages"),
             ),
-            EngineError::EmptyPrompt => (400, "invalid_request_error", "empty_prompt", Some("prompt")),
+            EngineError::EmptyPrompt => {
+                (400, "invalid_request_error", "empty_prompt", Some("prompt"))
+            }
             EngineError::WorkerStopped | EngineError::Inference(_) => {
                 (500, "server_error", "inference_failed", None)
             }

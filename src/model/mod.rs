@@ -1,11 +1,22 @@
 //! Model architectures: GGUF weights → a forward pass with a KV cache per sequence.
-//! Weights are immutable and shared (`Model: Send + Sync`); each sequence owns a `KvCache`.
+//! Input: an opened `Gguf` and a `Device`. Output: a `Box<dyn Model>` whose `forward` turns
+//! token ids into logits. Weights are immutable and shared (`Model: Send + Sync`); each
+//! sequence owns a preallocated `KvCache`. The architecture is picked from the
+//! `ARCHITECTURES` table by `general.architecture`.
 //! Must not depend on tokenizers, templates, the engine or the server.
-//! (Being written: see the engine issue. The signatures below are the seam.)
+
+mod decoder;
+mod kv_cache;
+mod layers;
+mod llama;
+mod qwen2;
 
 use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};
 use thiserror::Error;
+
+pub use kv_cache::KvCache;
+pub use layers::LoadOptions;
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -15,6 +26,21 @@ pub enum ModelError {
     Gguf(#[from] crate::gguf::GgufError),
     #[error("the sequence would exceed the KV cache ({needed} > {capacity} tokens)")]
     CacheFull { needed: usize, capacity: usize },
+    #[error("a KV cache of {requested} tokens is larger than the model supports ({max})")]
+    CacheTooLarge { requested: usize, max: usize },
+    #[error("token id {id} is outside the vocabulary ({vocab_size} tokens)")]
+    TokenOutOfRange { id: u32, vocab_size: usize },
+    #[error("forward pass called with no tokens")]
+    EmptyInput,
+    #[error("{arch} model has unusable hyperparameters: {what}")]
+    BadHyperparameters { arch: String, what: String },
+    #[error("invalid device '{0}' (expected cpu, cuda, cuda:N or metal)")]
+    InvalidDevice(String),
+    #[error("device '{device}' needs wick built with `--features {feature}`")]
+    DeviceNotCompiled {
+        device: String,
+        feature: &'static str,
+    },
     #[error("{0}")]
     Candle(String),
 }
@@ -35,37 +61,125 @@ pub struct ModelInfo {
     pub vocab_size: usize,
 }
 
-/// The per-sequence KV cache: preallocated for `capacity` tokens, never grows.
-pub struct KvCache {
-    // Filled in by the model implementation.
-}
-
-impl KvCache {
-    /// Tokens currently cached.
-    pub fn len(&self) -> usize {
-        unimplemented!("being written")
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn capacity(&self) -> usize {
-        unimplemented!("being written")
-    }
-    /// Forget everything after the first `len` tokens (prefix reuse).
-    pub fn truncate(&mut self, _len: usize) {
-        unimplemented!("being written")
-    }
-}
-
+/// A loaded model. Weights are shared read-only between threads; all per-sequence state
+/// lives in the `KvCache` the caller passes in.
 pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
+
+    /// A cache for one sequence of at most `capacity` tokens, allocated now in full.
     fn new_cache(&self, capacity: usize) -> Result<KvCache, ModelError>;
+
     /// Runs `tokens` at positions `cache.len()..`, appends their K/V to `cache`, and returns
     /// the logits of the last token as an f32 tensor of shape `[vocab]`.
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError>;
+
+    /// Like `forward` but returns the logits of every token: `[tokens.len(), vocab]`.
+    fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError>;
+
+    /// One decode step for several sequences: `tokens[i]` goes to `caches[i]`. Returns
+    /// `[n, vocab]`. The default runs the sequences one after another.
+    fn forward_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let rows = tokens
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(t, c)| self.forward(std::slice::from_ref(t), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
 }
 
-/// Loads the architecture named by `general.architecture`.
-pub fn load(_gguf: &mut Gguf, _device: &Device) -> Result<Box<dyn Model>, ModelError> {
-    unimplemented!("being written")
+/// One supported `general.architecture`.
+pub struct Arch {
+    pub name: &'static str,
+    pub load: fn(&mut Gguf, &Device, &LoadOptions) -> Result<Box<dyn Model>, ModelError>,
+}
+
+/// Every architecture wick can run. Adding one is a new file and a line here.
+pub static ARCHITECTURES: &[Arch] = &[qwen2::ARCH, llama::ARCH];
+
+/// Loads the architecture named by `general.architecture`, with the default load options.
+pub fn load(gguf: &mut Gguf, device: &Device) -> Result<Box<dyn Model>, ModelError> {
+    load_with(gguf, device, &LoadOptions::default())
+}
+
+pub fn load_with(
+    gguf: &mut Gguf,
+    device: &Device,
+    options: &LoadOptions,
+) -> Result<Box<dyn Model>, ModelError> {
+    let found = gguf.architecture()?.to_owned();
+    match ARCHITECTURES.iter().find(|a| a.name == found) {
+        Some(arch) => (arch.load)(gguf, device, options),
+        None => Err(ModelError::UnsupportedArchitecture {
+            found,
+            supported: ARCHITECTURES
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Maps `--device cpu|cuda[:N]|metal` to a candle device. A backend that this binary was
+/// built without is a clear error naming the cargo feature, not a candle message.
+pub fn device_from_str(s: &str) -> Result<Device, ModelError> {
+    let not_compiled = |feature| ModelError::DeviceNotCompiled {
+        device: s.to_owned(),
+        feature,
+    };
+    let cuda_ordinal = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "metal" if cfg!(feature = "metal") => return Ok(Device::new_metal(0)?),
+        "metal" => return Err(not_compiled("metal")),
+        "cuda" => 0,
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => return Err(ModelError::InvalidDevice(s.to_owned())),
+        },
+    };
+    if cfg!(feature = "cuda") {
+        Ok(Device::new_cuda(cuda_ordinal)?)
+    } else {
+        Err(not_compiled("cuda"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_device_names() {
+        assert!(matches!(device_from_str("cpu"), Ok(Device::Cpu)));
+        for bad in ["gpu", "cuda:x", "cuda:", "CPU", ""] {
+            assert!(
+                matches!(device_from_str(bad), Err(ModelError::InvalidDevice(_))),
+                "{bad}"
+            );
+        }
+        if !cfg!(feature = "cuda") {
+            let e = device_from_str("cuda:1").unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+        if !cfg!(feature = "metal") {
+            let e = device_from_str("metal").unwrap_err().to_string();
+            assert!(e.contains("--features metal"), "{e}");
+        }
+    }
+
+    #[test]
+    fn architecture_table_names_are_unique() {
+        let mut names: Vec<_> = ARCHITECTURES.iter().map(|a| a.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ARCHITECTURES.len());
+    }
 }

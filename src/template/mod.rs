@@ -1,9 +1,349 @@
-//! Chat templates rendered as Python jinja2 would. (Being written: see the templates issue.)
+//! Chat templates rendered byte-for-byte as Hugging Face's `apply_chat_template` renders them
+//! with Python jinja2, and fill-in-the-middle prompts. Input: a template (the GGUF's
+//! `tokenizer.chat_template`, or an override file) and an OpenAI chat-completions request
+//! body. Output: the prompt text. Files: `env.rs` (minijinja set up like HF's jinja2),
+//! `pyjson.rs` (Python `json.dumps`/`repr`), `normalize.rs` (OpenAI request → template
+//! variables), `clock.rs` (`strftime_now`), `fim.rs` (FIM prompts). Must not depend on the
+//! engine, the model or the server.
 
+mod clock;
+mod env;
+pub mod fim;
+pub mod normalize;
+mod pyjson;
+
+pub use clock::Clock;
+pub use fim::FimStyle;
+pub use normalize::{ArgumentsForm, Conventions};
+
+use crate::gguf::Gguf;
+use minijinja::{Environment, ErrorKind};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// Rendered prompts longer than this stop with [`TemplateError::TooMuchWork`]. It is far above
+/// any context window (32k tokens are ~130 KB of text) and bounds a hostile template.
+pub const MAX_OUTPUT_BYTES: usize = 8 << 20;
+
+/// GGUF metadata key of the embedded template.
+const GGUF_TEMPLATE_KEY: &str = "tokenizer.chat_template";
 
 #[derive(Debug, Error)]
 pub enum TemplateError {
+    /// The template does not parse (checked at load time).
+    #[error("chat template syntax error at line {line}: {message}")]
+    Parse { line: usize, message: String },
+    /// The template called `raise_exception(message)`; the message is the template's own.
     #[error("{0}")]
+    Raised(String),
+    /// Rendering failed (a Python-level error such as adding a string to `None`).
+    #[error("chat template error: {0}")]
     Render(String),
+    /// The request cannot be turned into template variables.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The model has no chat template and no override was given.
+    #[error("the model has no chat template (no 'tokenizer.chat_template' in the GGUF); pass --chat-template FILE")]
+    Missing,
+    /// The template ran out of fuel or produced more than [`MAX_OUTPUT_BYTES`].
+    #[error("chat template stopped: {0}")]
+    TooMuchWork(String),
+    #[error("cannot read chat template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A parsed chat template, ready to render requests. Cheap to share behind an `Arc`; rendering
+/// takes `&self`.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    bos_token: String,
+    eos_token: String,
+    conventions: Conventions,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source_len", &self.source.len())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("conventions", &self.conventions)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// The override file when given (`--chat-template`, or the models.toml entry's file under
+    /// `chat_templates/`), else the GGUF's `tokenizer.chat_template`; bos/eos text from the
+    /// GGUF vocabulary.
+    pub fn from_gguf(
+        gguf: &Gguf,
+        override_path: Option<&Path>,
+    ) -> Result<ChatTemplate, TemplateError> {
+        let source = match override_path {
+            Some(path) => read_template_file(path)?,
+            None => gguf
+                .get_str(GGUF_TEMPLATE_KEY)
+                .ok_or(TemplateError::Missing)?
+                .to_owned(),
+        };
+        let bos = special_token_text(gguf, "tokenizer.ggml.bos_token_id");
+        let eos = special_token_text(gguf, "tokenizer.ggml.eos_token_id");
+        ChatTemplate::from_source(source, bos, eos)
+    }
+
+    /// Parses `source`; a syntax error names the line.
+    pub fn from_source(
+        source: String,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TemplateError> {
+        ChatTemplate::with_clock(source, bos_token, eos_token, Clock::System)
+    }
+
+    /// As [`ChatTemplate::from_source`], with `strftime_now` reading `clock` (a fixed clock
+    /// makes renders reproducible).
+    pub fn with_clock(
+        source: String,
+        bos_token: &str,
+        eos_token: &str,
+        clock: Clock,
+    ) -> Result<ChatTemplate, TemplateError> {
+        let env = env::build(&source, clock).map_err(|e| TemplateError::Parse {
+            line: e.line().unwrap_or(0),
+            message: e
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.kind().to_string()),
+        })?;
+        Ok(ChatTemplate {
+            env,
+            conventions: Conventions::detect(&source),
+            source,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
+    /// How requests are adapted to this template (see `normalize`).
+    pub fn conventions(&self) -> Conventions {
+        self.conventions
+    }
+
+    /// The prompt for a chat-completions request body, with the generation prompt added.
+    pub fn render(&self, request: &serde_json::Value) -> Result<String, TemplateError> {
+        self.render_with(request, true)
+    }
+
+    /// The prompt for a chat-completions request body (uses `messages`, `tools`,
+    /// `tool_choice`).
+    pub fn render_with(
+        &self,
+        request: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let prepared = normalize::normalize(request, self.conventions)?;
+        self.render_prepared(&prepared.messages, &prepared.tools, add_generation_prompt)
+    }
+
+    /// Renders already-normalized `messages` and `tools` (`null` for none) with the variables
+    /// HF passes.
+    pub fn render_prepared(
+        &self,
+        messages: &serde_json::Value,
+        tools: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let ctx = minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            tools => minijinja::Value::from(minijinja::value::Serde(tools)),
+            documents => minijinja::Value::from(()),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        let template = self
+            .env
+            .get_template(env::TEMPLATE_NAME)
+            .map_err(|e| TemplateError::Render(e.to_string()))?;
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap: MAX_OUTPUT_BYTES,
+        };
+        template
+            .render_captured_to(ctx, &mut out)
+            .map_err(|e| classify(&e))?;
+        String::from_utf8(out.buf).map_err(|e| TemplateError::Render(e.to_string()))
+    }
+}
+
+fn read_template_file(path: &Path) -> Result<String, TemplateError> {
+    std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The token text at the id stored under `id_key`, or `""` when the GGUF lacks either (HF
+/// renders a missing special token as empty text too).
+fn special_token_text<'a>(gguf: &'a Gguf, id_key: &str) -> &'a str {
+    let Some(id) = gguf.get_u64(id_key) else {
+        return "";
+    };
+    let Some(tokens) = gguf.get_array("tokenizer.ggml.tokens") else {
+        return "";
+    };
+    match usize::try_from(id).ok().and_then(|i| tokens.get(i)) {
+        Some(candle_core::quantized::gguf_file::Value::String(s)) => s.as_str(),
+        _ => "",
+    }
+}
+
+/// Maps a minijinja error to ours: the template's own `raise_exception` message, a work
+/// limit, or a render error with its line.
+fn classify(err: &minijinja::Error) -> TemplateError {
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cause {
+        if let Some(raised) = e.downcast_ref::<env::Raised>() {
+            return TemplateError::Raised(raised.0.clone());
+        }
+        cause = e.source();
+    }
+    match err.kind() {
+        ErrorKind::OutOfFuel => TemplateError::TooMuchWork(format!(
+            "more than {} instructions (endless loop?)",
+            env::FUEL
+        )),
+        ErrorKind::WriteFailure => {
+            TemplateError::TooMuchWork(format!("output longer than {MAX_OUTPUT_BYTES} bytes"))
+        }
+        _ => {
+            let detail = err
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| err.kind().to_string());
+            match err.line() {
+                Some(line) => TemplateError::Render(format!("{detail} (line {line})")),
+                None => TemplateError::Render(detail),
+            }
+        }
+    }
+}
+
+/// Collects output and fails once it passes `cap` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(std::io::Error::other("chat template output limit reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Instant;
+
+    fn tpl(source: &str) -> Result<ChatTemplate, TemplateError> {
+        ChatTemplate::from_source(source.to_owned(), "<s>", "</s>")
+    }
+
+    const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+    #[test]
+    fn renders_a_request_with_generation_prompt() {
+        let t = tpl(CHATML).unwrap();
+        let req = json!({"messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(
+            t.render(&req).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            t.render_with(&req, false).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn names_the_line_of_a_syntax_error() {
+        match tpl("line one\n{% if x %}\nno end") {
+            Err(TemplateError::Parse { line, .. }) => assert!(line >= 2, "line {line}"),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn raise_exception_becomes_the_error_message() {
+        let t = tpl("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with a user') }}{% endif %}").unwrap();
+        let err = t
+            .render(&json!({"messages": [{"role": "assistant", "content": "x"}]}))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Raised(m) if m == "Conversation must start with a user"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn stops_hostile_templates_quickly() {
+        let cases = [
+            "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+            "{% for a in range(10000) %}{% for b in range(10000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        ];
+        for src in cases {
+            let t = tpl(src).unwrap();
+            let start = Instant::now();
+            let err = t.render(&json!({"messages": []})).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TemplateError::TooMuchWork(_) | TemplateError::Render(_)
+                ),
+                "{src}: {err:?}"
+            );
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "{src} took {:?}",
+                start.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn python_type_errors_are_render_errors() {
+        let t = tpl("{{ 'a' + messages[0].content }}").unwrap();
+        let err = t.render(&json!({"messages": [{"role": "user", "content": 1}]}));
+        assert!(err.is_err());
+    }
 }

@@ -1,9 +1,29 @@
-//! Tokenizer built from GGUF metadata (tokenizers crate), plus the incremental detokenizer.
-//! Must not depend on candle tensors or the server.
-//! (Being written: see the engine issue. The signatures below are the seam.)
+//! The model's tokenizer, built from GGUF metadata, matching llama.cpp id for id.
+//! Input: an opened `Gguf`. Output: `Tokenizer` (encode, decode, per-token bytes, special and
+//! end-of-generation ids) and, in `detok`, the incremental detokenizer for streaming.
+//! Depends on the `tokenizers` crate (BPE model, regex pre-tokenizers) and `gguf`; must not
+//! depend on candle tensors, the engine or the server.
+//!
+//! Encoding runs in three steps, as in llama.cpp: split the text at special-token text
+//! (`special`), split each plain piece into words with the model's pre-tokenizer regexes and
+//! map bytes to GPT-2 chars (`pretok`), then merge each word with BPE. Which tokens are
+//! special, and which end generation, follows llama.cpp's re-typing (`vocab`).
+
+pub mod detok;
+mod pieces;
+mod pretok;
+mod special;
+mod vocab;
+
+pub use detok::Detokenizer;
+pub use vocab::FimIds;
 
 use crate::gguf::Gguf;
+use special::{Fragment, SpecialToken};
 use thiserror::Error;
+use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
+use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+use vocab::{attr, Vocab};
 
 #[derive(Debug, Error)]
 pub enum TokenizerError {
@@ -15,51 +35,249 @@ pub enum TokenizerError {
     Encode(String),
 }
 
-pub struct Tokenizer {}
+pub struct Tokenizer {
+    vocab: Vocab,
+    pieces: pieces::Pieces,
+    /// Control, unknown and user-defined tokens, longest text first (llama.cpp's order).
+    specials: Vec<SpecialToken>,
+    pre: tokenizers::PreTokenizerWrapper,
+    bpe: BPE,
+}
 
 impl Tokenizer {
-    pub fn from_gguf(_gguf: &Gguf) -> Result<Self, TokenizerError> {
-        unimplemented!("being written")
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
+        let model = gguf.get_str("tokenizer.ggml.model").ok_or_else(|| {
+            TokenizerError::Build(format!(
+                "{}: tokenizer.ggml.model is missing",
+                gguf.path.display()
+            ))
+        })?;
+        match model {
+            "gpt2" => {}
+            "llama" => {
+                return Err(TokenizerError::Unsupported(
+                    "tokenizer.ggml.model 'llama' (SentencePiece, e.g. CodeLlama, Mistral v1) is not supported yet; supported: gpt2 (byte-level BPE)".into(),
+                ))
+            }
+            other => {
+                return Err(TokenizerError::Unsupported(format!(
+                    "tokenizer.ggml.model '{other}'; supported: gpt2 (byte-level BPE)"
+                )))
+            }
+        }
+        let spec = pretok::lookup(gguf.get_str("tokenizer.ggml.pre"))?;
+        let vocab = Vocab::from_gguf(gguf, spec.add_bos)?;
+        let bpe = build_bpe(gguf, &vocab, spec.ignore_merges)?;
+        let pre = pretok::build(&spec)?;
+        let pieces = pieces::Pieces::new(&vocab);
+        let specials = special_tokens_longest_first(&vocab);
+        Ok(Tokenizer {
+            vocab,
+            pieces,
+            specials,
+            pre,
+            bpe,
+        })
     }
+
     /// Special-token text (`<|im_start|>`) becomes the special token when `parse_special`;
-    /// BOS is prepended when the GGUF says so and `add_special` is set.
+    /// user-defined tokens (`<tool_call>`) always do, as in llama.cpp. BOS is prepended (and
+    /// EOS appended) when the GGUF says so and `add_special` is set.
     pub fn encode(
         &self,
-        _text: &str,
-        _add_special: bool,
-        _parse_special: bool,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        unimplemented!("being written")
+        // Byte-level BPE gives about one token per 3-4 bytes of code or English.
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special && self.vocab.add_bos {
+            ids.extend(self.vocab.bos);
+        }
+        for frag in special::partition(text, &self.specials, parse_special) {
+            match frag {
+                Fragment::Token(id) => ids.push(id),
+                Fragment::Text(range) => self.encode_plain(&text[range], &mut ids)?,
+            }
+        }
+        if add_special && self.vocab.add_eos {
+            ids.extend(self.vocab.eos);
+        }
+        Ok(ids)
     }
-    /// Decodes ids to text; control tokens are dropped when `skip_special`.
-    pub fn decode(&self, _ids: &[u32], _skip_special: bool) -> String {
-        unimplemented!("being written")
+
+    /// Pre-tokenizes and BPE-merges text that holds no special token.
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        let mut words = PreTokenizedString::from(text);
+        self.pre
+            .pre_tokenize(&mut words)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None) {
+            let tokens = self
+                .bpe
+                .tokenize(word)
+                .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+            ids.extend(tokens.iter().map(|t| t.id));
+        }
+        Ok(())
     }
+
+    /// Decodes ids to text; control tokens are dropped when `skip_special`. Bytes that do
+    /// not form UTF-8 become U+FFFD. Ids outside the vocabulary decode to nothing.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            if skip_special && self.is_control(id) {
+                continue;
+            }
+            bytes.extend_from_slice(self.pieces.get(id));
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
     /// The raw bytes a token stands for (byte-level BPE decoded; may be part of a UTF-8 char).
-    pub fn token_bytes(&self, _id: u32) -> &[u8] {
-        unimplemented!("being written")
+    /// Control and user-defined tokens give their text; unused tokens and ids outside the
+    /// vocabulary give nothing. Precomputed: no allocation.
+    pub fn token_bytes(&self, id: u32) -> &[u8] {
+        self.pieces.get(id)
     }
-    pub fn token_to_id(&self, _text: &str) -> Option<u32> {
-        unimplemented!("being written")
+
+    /// The token's text as stored in the vocabulary (byte-level chars, e.g. `Ġfoo`).
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.vocab.texts.get(id as usize).map(String::as_str)
     }
+
+    pub fn token_to_id(&self, text: &str) -> Option<u32> {
+        self.vocab.id(text)
+    }
+
     pub fn vocab_size(&self) -> usize {
-        unimplemented!("being written")
+        self.vocab.len()
     }
+
     pub fn bos_id(&self) -> Option<u32> {
-        unimplemented!("being written")
+        self.vocab.bos
     }
+
     pub fn eos_id(&self) -> Option<u32> {
-        unimplemented!("being written")
+        self.vocab.eos
     }
-    /// Every end-of-generation id (for Qwen: <|im_end|>, <|endoftext|>, FIM pad/file sep…).
+
+    /// The end-of-turn token, given by the GGUF or found by its text (`<|im_end|>` …).
+    pub fn eot_id(&self) -> Option<u32> {
+        self.vocab.eot
+    }
+
+    pub fn padding_id(&self) -> Option<u32> {
+        self.vocab.padding
+    }
+
+    pub fn unknown_id(&self) -> Option<u32> {
+        self.vocab.unknown
+    }
+
+    /// Whether `encode(.., add_special = true, ..)` prepends BOS.
+    pub fn add_bos(&self) -> bool {
+        self.vocab.add_bos
+    }
+
+    /// FIM prefix/suffix/middle/pad/repo/file-separator ids, from the GGUF or by their text.
+    pub fn fim_ids(&self) -> FimIds {
+        self.vocab.fim
+    }
+
+    /// Every end-of-generation id, sorted, as llama.cpp computes it (for Qwen: `<|im_end|>`,
+    /// `<|endoftext|>`, FIM pad, repo name, file separator and `</s>`).
     pub fn eog_ids(&self) -> &[u32] {
-        unimplemented!("being written")
+        &self.vocab.eog
     }
-    /// Control and user-defined tokens, as (id, text).
+
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.vocab.eog.binary_search(&id).is_ok()
+    }
+
+    /// Control and user-defined tokens, as (id, text), in id order.
     pub fn special_tokens(&self) -> Vec<(u32, &str)> {
-        unimplemented!("being written")
+        self.vocab
+            .texts
+            .iter()
+            .zip(&self.vocab.attrs)
+            .enumerate()
+            .filter(|(_, (_, &a))| a & (attr::CONTROL | attr::USER_DEFINED) != 0)
+            .map(|(id, (text, _))| (id as u32, text.as_str()))
+            .collect()
     }
-    pub fn is_control(&self, _id: u32) -> bool {
-        unimplemented!("being written")
+
+    /// Control tokens produce no text when decoding for the user (user-defined ones do).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.vocab.attr(id) & attr::CONTROL != 0
+    }
+}
+
+fn build_bpe(gguf: &Gguf, vocab: &Vocab, ignore_merges: bool) -> Result<BPE, TokenizerError> {
+    let merges = gguf.get_str_array("tokenizer.ggml.merges").ok_or_else(|| {
+        TokenizerError::Build(format!(
+            "{}: tokenizer.ggml.merges is missing or not strings",
+            gguf.path.display()
+        ))
+    })?;
+    // llama.cpp splits a merge at the first space after its first byte.
+    let merges = merges
+        .iter()
+        .map(|m| match m.bytes().skip(1).position(|b| b == b' ') {
+            // A space byte is always a char boundary, so these slices cannot panic.
+            Some(i) => Ok((m[..i + 1].to_owned(), m[i + 2..].to_owned())),
+            None => Err(TokenizerError::Build(format!(
+                "{}: malformed merge {m:?} (no space)",
+                gguf.path.display()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bpe_vocab: BpeVocab = vocab
+        .texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    BPE::builder()
+        .vocab_and_merges(bpe_vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|e| {
+            TokenizerError::Build(format!(
+                "{}: BPE vocabulary and merges: {e}",
+                gguf.path.display()
+            ))
+        })
+}
+
+fn special_tokens_longest_first(vocab: &Vocab) -> Vec<SpecialToken> {
+    let mut specials: Vec<SpecialToken> = vocab
+        .texts
+        .iter()
+        .zip(&vocab.attrs)
+        .enumerate()
+        .filter(|(_, (_, &a))| a & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0)
+        .map(|(id, (text, &a))| SpecialToken {
+            id: id as u32,
+            text: text.clone(),
+            control: a & (attr::CONTROL | attr::UNKNOWN) != 0,
+        })
+        .collect();
+    // Stable: equal lengths keep id order, so the result never depends on sort internals.
+    specials.sort_by_key(|s| std::cmp::Reverse(s.text.len()));
+    specials
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokenizer_and_detokenizer_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Tokenizer>();
+        assert_send_sync::<super::Detokenizer>();
     }
 }

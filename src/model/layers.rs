@@ -1,0 +1,329 @@
+//! The building blocks every architecture file assembles: quantized linear layers (optional
+//! bias, requantize-at-load), RMSNorm, rotary embeddings (NeoX and normal), GQA attention
+//! over a `KvCache`, the SwiGLU MLP and the quantized embedding lookup.
+//! Input: GGUF tensors through `Loader`. Output: candle tensors. No architecture-specific
+//! names or metadata keys live here; no tokenizer, engine or server types.
+
+use super::kv_cache::KvCache;
+use super::ModelError;
+use crate::gguf::Gguf;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use std::sync::Arc;
+
+/// Which stored weight types are converted to Q8_0 when loaded. Q8_0's dot product is
+/// the cheapest per weight on CPU, so small-block types trade a little memory for speed.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub requantize_to_q8_0: Vec<GgmlDType>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            requantize_to_q8_0: vec![
+                GgmlDType::Q4_0,
+                GgmlDType::Q4_1,
+                GgmlDType::Q5_0,
+                GgmlDType::Q5_1,
+            ],
+        }
+    }
+}
+
+/// Reads tensors by name from a GGUF onto a device, applying `LoadOptions`.
+pub(crate) struct Loader<'a> {
+    pub gguf: &'a mut Gguf,
+    pub device: &'a Device,
+    pub options: &'a LoadOptions,
+}
+
+/// Whether a linear layer's bias must be present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bias {
+    Required,
+    IfPresent,
+}
+
+impl Loader<'_> {
+    pub fn has(&self, name: &str) -> bool {
+        self.gguf.has_tensor(name)
+    }
+
+    /// A tensor as stored (no requantization): for embedding tables.
+    pub fn qtensor(&mut self, name: &str) -> Result<Arc<QTensor>, ModelError> {
+        Ok(Arc::new(self.gguf.tensor(name, self.device)?))
+    }
+
+    /// A dense f32 tensor (norm weights, biases).
+    pub fn f32(&mut self, name: &str) -> Result<Tensor, ModelError> {
+        let t = self.gguf.tensor(name, self.device)?;
+        Ok(t.dequantize(self.device)?.to_dtype(DType::F32)?)
+    }
+
+    /// The weight as a matmul operand, requantized when the options ask for it.
+    pub fn matmul_weight(&mut self, name: &str) -> Result<QMatMul, ModelError> {
+        let t = self.qtensor(name)?;
+        self.to_matmul(t)
+    }
+
+    pub fn to_matmul(&self, t: Arc<QTensor>) -> Result<QMatMul, ModelError> {
+        if self.options.requantize_to_q8_0.contains(&t.dtype()) {
+            let dense = t.dequantize(&Device::Cpu)?;
+            let q = QTensor::quantize_onto(&dense, GgmlDType::Q8_0, self.device)?;
+            return Ok(QMatMul::from_qtensor(q)?);
+        }
+        Ok(QMatMul::from_arc(t)?)
+    }
+
+    pub fn linear(&mut self, prefix: &str, bias: Bias) -> Result<QLinear, ModelError> {
+        let w = self.matmul_weight(&format!("{prefix}.weight"))?;
+        let bias_name = format!("{prefix}.bias");
+        let b = if bias == Bias::Required || self.has(&bias_name) {
+            Some(self.f32(&bias_name)?)
+        } else {
+            None
+        };
+        Ok(QLinear { w, b })
+    }
+
+    pub fn rms_norm(&mut self, name: &str, eps: f64) -> Result<RmsNorm, ModelError> {
+        Ok(RmsNorm {
+            w: self.f32(name)?,
+            eps: eps as f32,
+        })
+    }
+}
+
+/// `y = x W^T (+ b)` with a quantized `W`.
+pub(crate) struct QLinear {
+    w: QMatMul,
+    b: Option<Tensor>,
+}
+
+impl QLinear {
+    pub fn new(w: QMatMul, b: Option<Tensor>) -> Self {
+        QLinear { w, b }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let y = self.w.forward(x)?;
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+pub(crate) struct RmsNorm {
+    w: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps)?)
+    }
+}
+
+/// How rotary embedding pairs dimensions: NeoX rotates `(i, i + d/2)` (Qwen2, GPT-NeoX);
+/// normal rotates `(2i, 2i + 1)` (llama.cpp's LLAMA_ROPE_TYPE_NORM, used by llama GGUFs
+/// whose Q/K rows were permuted at conversion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RopeStyle {
+    NeoX,
+    Normal,
+}
+
+/// Precomputed cos/sin for positions `0..max_pos`.
+pub(crate) struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    style: RopeStyle,
+    max_pos: usize,
+}
+
+impl Rope {
+    pub fn new(
+        head_dim: usize,
+        base: f64,
+        max_pos: usize,
+        style: RopeStyle,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let half = head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .collect();
+        let mut cos = Vec::with_capacity(max_pos * half);
+        let mut sin = Vec::with_capacity(max_pos * half);
+        for p in 0..max_pos {
+            for f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Rope {
+            cos: Tensor::from_vec(cos, (max_pos, half), device)?,
+            sin: Tensor::from_vec(sin, (max_pos, half), device)?,
+            style,
+            max_pos,
+        })
+    }
+
+    pub fn max_pos(&self) -> usize {
+        self.max_pos
+    }
+
+    /// Rotates `x` (`[1, heads, t, head_dim]`, contiguous) for positions `pos..pos+t`.
+    pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor, ModelError> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        Ok(match self.style {
+            RopeStyle::NeoX => candle_nn::rotary_emb::rope(x, &cos, &sin)?,
+            RopeStyle::Normal => candle_nn::rotary_emb::rope_i(x, &cos, &sin)?,
+        })
+    }
+}
+
+/// Grouped-query attention: `n_head` query heads share `n_kv_head` K/V heads.
+pub(crate) struct Attention {
+    pub q: QLinear,
+    pub k: QLinear,
+    pub v: QLinear,
+    pub o: QLinear,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x` is `[t, hidden]` for positions `cache.len()..`; returns `[t, hidden]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        rope: &Rope,
+        cache: &KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, ModelError> {
+        let (t, _) = x.dims2()?;
+        let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
+        let pos = cache.len();
+        let heads = |y: Tensor, n: usize| -> Result<Tensor, ModelError> {
+            Ok(y.reshape((1, t, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = rope.apply(&heads(self.q.forward(x)?, nh)?, pos)?;
+        let k = rope.apply(&heads(self.k.forward(x)?, nkv)?, pos)?;
+        let v = heads(self.v.forward(x)?, nkv)?;
+        let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
+        let total = k_all.dim(1)?;
+
+        // Query heads of one group are consecutive, so [nh, t, hd] is [nkv, g*t, hd]: one
+        // batched matmul per K/V head, without repeating K/V.
+        let g = nh / nkv;
+        let q = (q.reshape((nkv, g * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
+        let mut scores = q.matmul(&k_all.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores
+                .reshape((nkv, g, t, total))?
+                .broadcast_add(mask)?
+                .reshape((nkv, g * t, total))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v_all)?; // [nkv, g*t, hd] = [nh, t, hd]
+        let out = out
+            .reshape((nh, t, hd))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((t, nh * hd))?;
+        self.o.forward(&out)
+    }
+}
+
+/// The causal mask for `t` new tokens after `offset` cached ones: `[t, offset + t]`,
+/// `-inf` where a token would see a later one. `None` for one token (it sees everything).
+pub(crate) fn causal_mask(
+    t: usize,
+    offset: usize,
+    device: &Device,
+) -> Result<Option<Tensor>, ModelError> {
+    if t <= 1 {
+        return Ok(None);
+    }
+    let total = offset + t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(data, (t, total), device)?))
+}
+
+/// SwiGLU: `down(silu(gate(x)) * up(x))`.
+pub(crate) struct Mlp {
+    pub gate: QLinear,
+    pub up: QLinear,
+    pub down: QLinear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
+        let u = self.up.forward(x)?;
+        self.down.forward(&(g * u)?)
+    }
+}
+
+/// The token embedding table, kept quantized: a lookup dequantizes only the rows asked
+/// for, so there is never an f32 copy of the whole table in memory.
+pub(crate) struct Embedding {
+    table: Arc<QTensor>,
+}
+
+impl Embedding {
+    pub fn new(table: Arc<QTensor>) -> Self {
+        Embedding { table }
+    }
+
+    /// `[t]` ids → `[t, hidden]` f32.
+    pub fn forward(&self, ids: &[u32]) -> Result<Tensor, ModelError> {
+        let ids = Tensor::new(ids, &self.table.device())?;
+        Ok(self.table.embedding(&ids)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_hides_only_later_tokens() {
+        let m = causal_mask(2, 1, &Device::Cpu).unwrap().unwrap();
+        let v: Vec<Vec<f32>> = m.to_vec2().unwrap();
+        assert_eq!(v[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(v[1], vec![0.0, 0.0, 0.0]);
+        assert!(causal_mask(1, 5, &Device::Cpu).unwrap().is_none());
+    }
+
+    #[test]
+    fn rope_styles_rotate_different_pairs() {
+        // head_dim 4, position 1, base 1: the first frequency is 1 rad.
+        let x = Tensor::new(&[[[[1f32, 0., 0., 0.]]]], &Device::Cpu).unwrap();
+        let neox = Rope::new(4, 1.0, 2, RopeStyle::NeoX, &Device::Cpu).unwrap();
+        let normal = Rope::new(4, 1.0, 2, RopeStyle::Normal, &Device::Cpu).unwrap();
+        let a: Vec<f32> = neox.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = normal.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let (c, s) = (1f32.cos(), 1f32.sin());
+        assert!((a[0] - c).abs() < 1e-6 && (a[2] - s).abs() < 1e-6 && a[1] == 0.0);
+        assert!((b[0] - c).abs() < 1e-6 && (b[1] - s).abs() < 1e-6 && b[2] == 0.0);
+    }
+}

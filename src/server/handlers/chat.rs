@@ -1,0 +1,280 @@
+//! `POST /v1/chat/completions`: validate → render the template (plus forced call opening)
+//! → tokenize → submit → parse the output for tool calls → one JSON response or an SSE
+//! stream of chunks ending in `data: [DONE]`.
+
+use super::{api_usage, blocking, now, record, response_id, submit, Finished};
+use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
+use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
+use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
+use crate::server::backend::{Backend, CallParser, PlainText};
+use crate::server::error::error_body;
+use crate::server::extract::{from_value, Json};
+use crate::server::sse;
+use crate::server::state::AppState;
+use crate::server::tool_choice::forcing;
+use crate::server::validate::{self, budget, ChatPlan, ToolMode};
+use crate::Error;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::Instrument;
+
+/// Everything a running chat generation needs after submission.
+struct Running {
+    state: AppState,
+    plan: ChatPlan,
+    id: String,
+    created: u64,
+    model: String,
+    assembler: Assembler,
+    /// Forced call markup: fed to the parser before the output / after a completed one.
+    prefix: String,
+    close: &'static str,
+    rx: UnboundedReceiver<Event>,
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Response, Error> {
+    let backend = state.backend()?;
+    let req: ChatRequest = from_value(body.clone())?;
+    let plan = validate::chat(&req, &state.config().model_id)?;
+    let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
+    let (prefix, close, constraint) = match forced {
+        Some(f) => (f.prefix, f.close, Some(f.constraint)),
+        None => (String::new(), "", None),
+    };
+    let b = backend.clone();
+    let forced_prefix = prefix.clone();
+    let prompt_ids = blocking(move || {
+        let mut prompt = b.render_chat(&body)?;
+        prompt.push_str(&forced_prefix);
+        b.encode(&prompt)
+    })
+    .await?;
+    let max_tokens = budget(
+        plan.common.max_tokens,
+        state.config().default_max_tokens,
+        prompt_ids.len(),
+        backend.ctx_size(),
+    )?;
+    let rx = submit(
+        &backend,
+        GenerationRequest {
+            prompt_ids,
+            sampling: plan.common.sampling.clone(),
+            max_tokens,
+            stop_strings: plan.common.stop.clone(),
+            stop_ids: Vec::new(),
+            logprobs: false,
+            constraint,
+        },
+    )?;
+    let assembler = Assembler::new(parser_for(&backend, &plan), plan.max_calls);
+    let running = Running {
+        model: state.config().model_id.clone(),
+        state,
+        id: response_id("chatcmpl"),
+        created: now(),
+        assembler,
+        prefix,
+        close,
+        rx,
+        plan,
+    };
+    if running.plan.common.stream {
+        Ok(stream(running))
+    } else {
+        whole(running).await
+    }
+}
+
+fn parser_for(backend: &Arc<dyn Backend>, plan: &ChatPlan) -> Box<dyn CallParser> {
+    match plan.tool_mode {
+        ToolMode::Off => Box::new(PlainText),
+        ToolMode::Auto | ToolMode::Forced(_) => backend.new_parser(&plan.tools),
+    }
+}
+
+fn finish_reason(f: &Finished, calls: usize) -> &'static str {
+    match f.reason {
+        FinishReason::Stop if calls > 0 => "tool_calls",
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+impl Running {
+    /// Feeds one engine event to the parser. `Ok(Some)` once the generation is done.
+    fn step(&mut self, event: Event, out: &mut Vec<Delta>) -> Result<Option<Finished>, Error> {
+        match event {
+            Event::Token { text, .. } => {
+                self.assembler.push(&text, out);
+                Ok(None)
+            }
+            Event::Failed(e) => Err(Error::Engine(e)),
+            done @ Event::Done { .. } => {
+                let finished = record(&self.state, done);
+                if let Some(f) = &finished {
+                    self.assembler.push(&f.tail, out);
+                    // The constraint completed the forced call: add its closing markup.
+                    if f.reason == FinishReason::Stop && !self.close.is_empty() {
+                        self.assembler.push(self.close, out);
+                    }
+                }
+                self.assembler.finish(out);
+                self.state
+                    .metrics()
+                    .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
+                Ok(finished)
+            }
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<Delta>) {
+        if !self.prefix.is_empty() {
+            let prefix = std::mem::take(&mut self.prefix);
+            self.assembler.push(&prefix, out);
+        }
+    }
+}
+
+async fn whole(mut run: Running) -> Result<Response, Error> {
+    let mut deltas = Vec::new();
+    let mut message = Message::default();
+    run.start(&mut deltas);
+    let finished = loop {
+        let Some(event) = run.rx.recv().await else {
+            return Err(Error::Engine(EngineError::WorkerStopped));
+        };
+        let done = run.step(event, &mut deltas)?;
+        deltas.drain(..).for_each(|d| message.apply(d));
+        if let Some(f) = done {
+            break f;
+        }
+    };
+    let trim = run.plan.tool_mode != ToolMode::Off;
+    let response = ChatCompletion {
+        id: run.id,
+        object: "chat.completion",
+        created: run.created,
+        model: run.model,
+        choices: vec![ChatChoice {
+            index: 0,
+            finish_reason: finish_reason(&finished, run.assembler.calls()),
+            message: message.into_message(trim),
+            logprobs: None,
+        }],
+        usage: api_usage(finished.usage),
+    };
+    Ok(axum::Json(response).into_response())
+}
+
+impl Running {
+    fn chunk(&self, delta: ChatDelta, finish: Option<&'static str>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            usage: self.plan.common.include_usage.then_some(None),
+        }
+    }
+
+    fn delta_chunk(&self, d: &Delta) -> ChatChunk {
+        let delta = match d {
+            Delta::Content(t) => ChatDelta {
+                content: Some(t.clone()),
+                ..ChatDelta::default()
+            },
+            Delta::Reasoning(t) => ChatDelta {
+                reasoning_content: Some(t.clone()),
+                ..ChatDelta::default()
+            },
+            call => ChatDelta {
+                tool_calls: delta_tool_call(call).map(|c| vec![c]),
+                ..ChatDelta::default()
+            },
+        };
+        self.chunk(delta, None)
+    }
+}
+
+fn stream(run: Running) -> Response {
+    let (tx, response) = sse::channel();
+    let span = tracing::info_span!("chat_stream", id = %run.id);
+    tokio::spawn(pump(run, tx).instrument(span));
+    response
+}
+
+/// Forwards engine events as chunks until done, failed, or the client left.
+async fn pump(mut run: Running, tx: sse::SseSender) {
+    let mut deltas = Vec::new();
+    let first = run.chunk(
+        ChatDelta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+            ..ChatDelta::default()
+        },
+        None,
+    );
+    if !tx.send(sse::frame(&first)).await {
+        run.state.metrics().record_cancelled();
+        return;
+    }
+    run.start(&mut deltas);
+    loop {
+        let event = tokio::select! {
+            e = run.rx.recv() => e,
+            _ = tx.closed() => None,
+        };
+        let Some(event) = event else {
+            if tx.is_closed() {
+                tracing::info!("client disconnected: generation cancelled");
+                run.state.metrics().record_cancelled();
+            } else {
+                let err = Error::Engine(EngineError::WorkerStopped);
+                tx.send(sse::error_frame(&error_body(&err))).await;
+                tx.done().await;
+            }
+            return;
+        };
+        let done = match run.step(event, &mut deltas) {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::error!(error = %err, "generation failed mid-stream");
+                tx.send(sse::error_frame(&error_body(&err))).await;
+                tx.done().await;
+                return;
+            }
+        };
+        for d in deltas.drain(..) {
+            if !tx.send(sse::frame(&run.delta_chunk(&d))).await {
+                run.state.metrics().record_cancelled();
+                return;
+            }
+        }
+        if let Some(f) = done {
+            let reason = finish_reason(&f, run.assembler.calls());
+            tx.send(sse::frame(&run.chunk(ChatDelta::default(), Some(reason))))
+                .await;
+            if run.plan.common.include_usage {
+                let mut last = run.chunk(ChatDelta::default(), None);
+                last.choices.clear();
+                last.usage = Some(Some(api_usage(f.usage)));
+                tx.send(sse::frame(&last)).await;
+            }
+            tx.done().await;
+            return;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Prometheus metrics: counters and histograms kept in memory, rendered as the text format
+//! on `GET /metrics`. Updated once per request (never per token), so plain mutexes suffice.
+//! Must not depend on axum or the engine.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const TTFT_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const DECODE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0];
+
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    total: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            total: 0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.total += 1;
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.total);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.total);
+    }
+}
+
+/// Gauges read from the engine at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub loaded: bool,
+    pub queue_depth: usize,
+    pub active: usize,
+}
+
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    prompt_tokens: AtomicU64,
+    generated_tokens: AtomicU64,
+    tool_calls: AtomicU64,
+    tool_parse_failures: AtomicU64,
+    cancelled: AtomicU64,
+    ttft: Mutex<Histogram>,
+    decode: Mutex<Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::new(BTreeMap::new()),
+            prompt_tokens: AtomicU64::new(0),
+            generated_tokens: AtomicU64::new(0),
+            tool_calls: AtomicU64::new(0),
+            tool_parse_failures: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
+            decode: Mutex::new(Histogram::new(DECODE_BUCKETS)),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, status: u16) {
+        // A poisoned lock only means another thread panicked mid-update; the map is still
+        // usable, and metrics must never take the server down.
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    pub fn record_generation(&self, prompt: usize, generated: usize, ttft: f64, decode_tps: f64) {
+        self.prompt_tokens
+            .fetch_add(prompt as u64, Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(generated as u64, Ordering::Relaxed);
+        if generated > 0 {
+            let mut h = self.ttft.lock().unwrap_or_else(|e| e.into_inner());
+            h.observe(ttft);
+        }
+        if generated > 1 {
+            let mut h = self.decode.lock().unwrap_or_else(|e| e.into_inner());
+            h.observe(decode_tps);
+        }
+    }
+
+    pub fn record_tool_calls(&self, parsed: usize, rejected: usize) {
+        self.tool_calls.fetch_add(parsed as u64, Ordering::Relaxed);
+        self.tool_parse_failures
+            .fetch_add(rejected as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let mut out = String::with_capacity(2048);
+        out.push_str("# HELP wick_requests_total HTTP requests by route and status.\n# TYPE wick_requests_total counter\n");
+        {
+            let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "wick_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        gauge(
+            &mut out,
+            "wick_model_loaded",
+            "1 once the model is loaded.",
+            u64::from(gauges.loaded),
+        );
+        gauge(
+            &mut out,
+            "wick_queue_depth",
+            "Requests waiting for a slot.",
+            gauges.queue_depth as u64,
+        );
+        gauge(
+            &mut out,
+            "wick_active_sequences",
+            "Sequences generating now.",
+            gauges.active as u64,
+        );
+        counter(
+            &mut out,
+            "wick_prompt_tokens_total",
+            "Prompt tokens processed.",
+            &self.prompt_tokens,
+        );
+        counter(
+            &mut out,
+            "wick_tokens_generated_total",
+            "Completion tokens generated.",
+            &self.generated_tokens,
+        );
+        counter(
+            &mut out,
+            "wick_tool_calls_total",
+            "Tool calls parsed from model output.",
+            &self.tool_calls,
+        );
+        counter(
+            &mut out,
+            "wick_tool_parse_failures_total",
+            "Call-like output that no parser could read (kept as content).",
+            &self.tool_parse_failures,
+        );
+        counter(
+            &mut out,
+            "wick_requests_cancelled_total",
+            "Generations stopped because the client went away.",
+            &self.cancelled,
+        );
+        self.ttft.lock().unwrap_or_else(|e| e.into_inner()).render(
+            "wick_time_to_first_token_seconds",
+            "Time from admission to the first token.",
+            &mut out,
+        );
+        self.decode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(
+                "wick_decode_tokens_per_second",
+                "Decode speed per request.",
+                &mut out,
+            );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.record_request("/v1/chat/completions", 200);
+        m.record_request("/v1/chat/completions", 200);
+        m.record_request("/v1/models", 401);
+        m.record_generation(10, 5, 0.2, 30.0);
+        m.record_tool_calls(1, 2);
+        let text = m.render(Gauges {
+            loaded: true,
+            queue_depth: 3,
+            active: 1,
+        });
+        for line in [
+            "wick_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
+            "wick_requests_total{route=\"/v1/models\",status=\"401\"} 1",
+            "wick_queue_depth 3",
+            "wick_prompt_tokens_total 10",
+            "wick_tokens_generated_total 5",
+            "wick_tool_calls_total 1",
+            "wick_tool_parse_failures_total 2",
+            "wick_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
+            "wick_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",
+            "wick_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+            "wick_decode_tokens_per_second_bucket{le=\"20\"} 0",
+            "wick_decode_tokens_per_second_bucket{le=\"40\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

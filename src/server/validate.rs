@@ -1,0 +1,882 @@
+//! Request validation: OpenAI request types → plans the handlers execute. Every field is
+//! either honoured or refused with a 400 naming it; nothing is silently dropped.
+//! Input: `api::ChatRequest` / `api::CompletionRequest`. Output: `ChatPlan` /
+//! `CompletionPlan` (sampling, limits, stop rules, tool mode). No I/O, no model access.
+
+use crate::api::{ChatRequest, CompletionRequest, Prompt, Stop, StreamOptions, Tool, ToolChoice};
+use crate::engine::SamplingParams;
+use crate::Error;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+/// Fields clients send that change nothing about generation here; accepted and ignored.
+const HARMLESS_FIELDS: &[&str] = &["metadata", "store", "service_tier", "prompt_cache_key"];
+const MAX_STOP_STRINGS: usize = 16;
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+
+/// What the model may do with the declared tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolMode {
+    /// No tools, or `tool_choice: "none"`: output is plain content.
+    Off,
+    /// The model decides; calls are parsed from its output.
+    Auto,
+    /// The answer must be a call to one of these functions (`required`, or one name).
+    Forced(Vec<String>),
+}
+
+/// Settings shared by chat and text completions.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub stream: bool,
+    pub include_usage: bool,
+    pub sampling: SamplingParams,
+    /// `None`: as many as the context allows (or the server default).
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatPlan {
+    pub common: Common,
+    pub tools: Vec<Tool>,
+    pub tool_mode: ToolMode,
+    /// `parallel_tool_calls: false` → at most one call.
+    pub max_calls: Option<usize>,
+    pub json_object: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompletionPlan {
+    pub common: Common,
+    pub prompt: String,
+    pub suffix: Option<String>,
+}
+
+fn unsupported(param: &str, message: impl Into<String>) -> Error {
+    Error::invalid(message, Some(param), "unsupported_parameter")
+}
+
+fn invalid_value(param: &str, message: impl Into<String>) -> Error {
+    Error::invalid(message, Some(param), "invalid_value")
+}
+
+/// The requested model must be the one served (a missing `model` means that one).
+pub fn check_model(model: Option<&str>, served: &str) -> Result<(), Error> {
+    match model {
+        Some(m) if m != served => Err(Error::ModelNotFound(m.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+fn reject_extra(extra: &Map<String, Value>) -> Result<(), Error> {
+    match extra
+        .keys()
+        .find(|k| !HARMLESS_FIELDS.contains(&k.as_str()))
+    {
+        Some(k) => Err(unsupported(
+            k,
+            format!("parameter '{k}' is not supported by this server"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_n(n: Option<i64>) -> Result<(), Error> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(n) if n < 1 => Err(invalid_value("n", format!("n must be at least 1, got {n}"))),
+        Some(_) => Err(unsupported(
+            "n",
+            "n > 1 is not supported: send one request per choice",
+        )),
+    }
+}
+
+fn check_logit_bias(bias: Option<&Map<String, Value>>) -> Result<(), Error> {
+    match bias {
+        Some(b) if !b.is_empty() => Err(unsupported("logit_bias", "logit_bias is not supported")),
+        _ => Ok(()),
+    }
+}
+
+fn range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, Error> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => Err(invalid_value(
+            param,
+            format!("{param} must be between {lo} and {hi}, got {x}"),
+        )),
+        Some(x) => Ok(Some(x as f32)),
+        None => Ok(None),
+    }
+}
+
+/// Sampling fields shared by both endpoints, checked against their OpenAI ranges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SamplingFields {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub seed: Option<i64>,
+}
+
+pub fn sampling(f: SamplingFields) -> Result<SamplingParams, Error> {
+    let mut s = SamplingParams::default();
+    if let Some(t) = range("temperature", f.temperature, 0.0, 2.0)? {
+        s.temperature = t;
+    } else {
+        // OpenAI's default temperature is 1; editors that want determinism send 0.
+        s.temperature = 1.0;
+    }
+    if let Some(p) = range("top_p", f.top_p, 0.0, 1.0)? {
+        if p == 0.0 {
+            return Err(invalid_value("top_p", "top_p must be greater than 0"));
+        }
+        s.top_p = p;
+    }
+    match f.top_k {
+        Some(k) if k < 0 => return Err(invalid_value("top_k", "top_k must be 0 (off) or more")),
+        Some(0) | None => {}
+        Some(k) => s.top_k = Some(k as usize),
+    }
+    if let Some(p) = range("min_p", f.min_p, 0.0, 1.0)? {
+        s.min_p = p;
+    }
+    if let Some(r) = range("repetition_penalty", f.repetition_penalty, 0.0, 10.0)? {
+        if r == 0.0 {
+            return Err(invalid_value(
+                "repetition_penalty",
+                "repetition_penalty must be > 0",
+            ));
+        }
+        s.repetition_penalty = r;
+    }
+    if let Some(p) = range("presence_penalty", f.presence_penalty, -2.0, 2.0)? {
+        s.presence_penalty = p;
+    }
+    if let Some(p) = range("frequency_penalty", f.frequency_penalty, -2.0, 2.0)? {
+        s.frequency_penalty = p;
+    }
+    // Any 64-bit pattern is a valid seed; negative seeds are reinterpreted, not refused.
+    s.seed = f.seed.map(|x| x as u64);
+    Ok(s)
+}
+
+fn max_tokens(param: &str, v: Option<i64>) -> Result<Option<usize>, Error> {
+    match v {
+        Some(n) if n < 1 => Err(Error::invalid(
+            format!("{param} must be at least 1, got {n}"),
+            Some(param),
+            "invalid_value",
+        )),
+        // Huge values are kept: the context check turns them into context_length_exceeded.
+        Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        None => Ok(None),
+    }
+}
+
+fn stop_strings(stop: Option<&Stop>) -> Result<Vec<String>, Error> {
+    let list = match stop {
+        None => return Ok(Vec::new()),
+        Some(Stop::One(s)) => vec![s.clone()],
+        Some(Stop::Many(v)) => v.clone(),
+    };
+    if list.len() > MAX_STOP_STRINGS {
+        return Err(invalid_value(
+            "stop",
+            format!("at most {MAX_STOP_STRINGS} stop strings are supported"),
+        ));
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(invalid_value("stop", "stop strings must not be empty"));
+    }
+    Ok(list)
+}
+
+fn stream_flags(
+    stream: Option<bool>,
+    options: Option<&StreamOptions>,
+) -> Result<(bool, bool), Error> {
+    let stream = stream.unwrap_or(false);
+    let Some(o) = options else {
+        return Ok((stream, false));
+    };
+    if !stream {
+        return Err(invalid_value(
+            "stream_options",
+            "stream_options is only allowed when stream is true",
+        ));
+    }
+    if let Some(k) = o.extra.keys().next() {
+        return Err(unsupported(
+            &format!("stream_options.{k}"),
+            format!("stream_options.{k} is not supported"),
+        ));
+    }
+    Ok((stream, o.include_usage.unwrap_or(false)))
+}
+
+fn check_content(i: usize, content: Option<&Value>) -> Result<(), Error> {
+    let param = format!("messages[{i}].content");
+    match content {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                let kind = p.get("type").and_then(Value::as_str);
+                let text = p.get("text").and_then(Value::as_str);
+                if kind != Some("text") || text.is_none() {
+                    return Err(unsupported(
+                        &format!("{param}[{j}]"),
+                        "only text content parts ({\"type\":\"text\",\"text\":…}) are supported",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(Error::invalid(
+            format!("{param} must be a string, null or a list of text parts"),
+            Some(&param),
+            "invalid_type",
+        )),
+    }
+}
+
+fn check_tool_calls(i: usize, calls: &Value) -> Result<(), Error> {
+    let param = format!("messages[{i}].tool_calls");
+    let bad = |m: &str| Error::invalid(m, Some(&param), "invalid_type");
+    let list = calls
+        .as_array()
+        .ok_or_else(|| bad("tool_calls must be a list"))?;
+    for c in list {
+        let f = c.get("function").unwrap_or(c);
+        if f.get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(bad("every tool call needs a function name"));
+        }
+        match f.get("arguments") {
+            None | Some(Value::String(_)) | Some(Value::Object(_)) => {}
+            Some(_) => return Err(bad("tool call arguments must be a JSON string or object")),
+        }
+    }
+    Ok(())
+}
+
+pub fn messages(messages: &[Value]) -> Result<(), Error> {
+    if messages.is_empty() {
+        return Err(invalid_value("messages", "messages must not be empty"));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let param = format!("messages[{i}]");
+        let obj = m.as_object().ok_or_else(|| {
+            Error::invalid(
+                "each message must be an object",
+                Some(&param),
+                "invalid_type",
+            )
+        })?;
+        let role = obj.get("role").and_then(Value::as_str).ok_or_else(|| {
+            let p = format!("{param}.role");
+            Error::invalid(
+                "each message needs a string 'role'",
+                Some(&p),
+                "missing_required_parameter",
+            )
+        })?;
+        if !ROLES.contains(&role) {
+            let p = format!("{param}.role");
+            return Err(invalid_value(
+                &p,
+                format!("unknown role '{role}' (expected one of {ROLES:?})"),
+            ));
+        }
+        check_content(i, obj.get("content"))?;
+        if let Some(calls) = obj.get("tool_calls").filter(|v| !v.is_null()) {
+            if role != "assistant" {
+                let p = format!("{param}.tool_calls");
+                return Err(invalid_value(
+                    &p,
+                    "only assistant messages carry tool_calls",
+                ));
+            }
+            check_tool_calls(i, calls)?;
+        }
+    }
+    Ok(())
+}
+
+fn valid_function_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// The parameters schema must be a JSON Schema object describing an object.
+fn check_schema(param: &str, schema: &Value) -> Result<(), Error> {
+    let bad = |m: &str| Error::invalid(m, Some(param), "invalid_function_parameters");
+    let obj = schema
+        .as_object()
+        .ok_or_else(|| bad("function parameters must be a JSON Schema object"))?;
+    match obj.get("type") {
+        None => {}
+        Some(Value::String(t)) if t == "object" => {}
+        Some(_) => return Err(bad("function parameters must have \"type\": \"object\"")),
+    }
+    if let Some(p) = obj.get("properties") {
+        let props = p
+            .as_object()
+            .ok_or_else(|| bad("'properties' must be an object"))?;
+        if props.values().any(|v| !v.is_object() && !v.is_boolean()) {
+            return Err(bad("each property schema must be an object"));
+        }
+    }
+    if let Some(r) = obj.get("required") {
+        let ok = r.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        if !ok {
+            return Err(bad("'required' must be a list of property names"));
+        }
+    }
+    Ok(())
+}
+
+pub fn tools(tools: &[Tool]) -> Result<(), Error> {
+    let mut names = HashSet::new();
+    for (i, t) in tools.iter().enumerate() {
+        if t.kind != "function" {
+            let p = format!("tools[{i}].type");
+            return Err(unsupported(
+                &p,
+                format!("tool type '{}' is not supported (only 'function')", t.kind),
+            ));
+        }
+        let name = &t.function.name;
+        if !valid_function_name(name) {
+            let p = format!("tools[{i}].function.name");
+            return Err(invalid_value(
+                &p,
+                format!("invalid function name '{name}': 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'"),
+            ));
+        }
+        if !names.insert(name.as_str()) {
+            let p = format!("tools[{i}].function.name");
+            return Err(invalid_value(
+                &p,
+                format!("function '{name}' is declared twice"),
+            ));
+        }
+        if let Some(schema) = &t.function.parameters {
+            check_schema(&format!("tools[{i}].function.parameters"), schema)?;
+        }
+    }
+    Ok(())
+}
+
+fn tool_mode(choice: Option<&ToolChoice>, tools: &[Tool]) -> Result<ToolMode, Error> {
+    let names = || {
+        tools
+            .iter()
+            .map(|t| t.function.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let need_tools = |what: &str| {
+        if tools.is_empty() {
+            Err(invalid_value(
+                "tool_choice",
+                format!("tool_choice '{what}' needs a non-empty 'tools' list"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match choice {
+        None => Ok(if tools.is_empty() { ToolMode::Off } else { ToolMode::Auto }),
+        Some(ToolChoice::Mode(m)) => match m.as_str() {
+            "none" => Ok(ToolMode::Off),
+            "auto" => Ok(if tools.is_empty() { ToolMode::Off } else { ToolMode::Auto }),
+            "required" => need_tools("required").map(|_| ToolMode::Forced(names())),
+            other => Err(invalid_value(
+                "tool_choice",
+                format!("tool_choice must be 'none', 'auto', 'required' or a named function, got '{other}'"),
+            )),
+        },
+        Some(ToolChoice::Named(n)) => {
+            if n.kind != "function" {
+                return Err(unsupported("tool_choice.type", "only tool_choice type 'function' is supported"));
+            }
+            let name = &n.function.name;
+            if !tools.iter().any(|t| &t.function.name == name) {
+                return Err(invalid_value(
+                    "tool_choice.function.name",
+                    format!("tool_choice names '{name}', which is not in 'tools'"),
+                ));
+            }
+            Ok(ToolMode::Forced(vec![name.clone()]))
+        }
+    }
+}
+
+fn json_object_format(format: Option<&Value>) -> Result<bool, Error> {
+    let Some(f) = format.filter(|v| !v.is_null()) else {
+        return Ok(false);
+    };
+    match f.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(false),
+        Some("json_object") => Ok(true),
+        Some(other) => Err(unsupported(
+            "response_format.type",
+            format!(
+                "response_format type '{other}' is not supported (use 'text' or 'json_object')"
+            ),
+        )),
+        None => Err(invalid_value(
+            "response_format",
+            "response_format needs a 'type'",
+        )),
+    }
+}
+
+pub fn chat(req: &ChatRequest, served_model: &str) -> Result<ChatPlan, Error> {
+    check_model(req.model.as_deref(), served_model)?;
+    reject_extra(&req.extra)?;
+    check_n(req.n)?;
+    check_logit_bias(req.logit_bias.as_ref())?;
+    if req.logprobs == Some(true) {
+        return Err(unsupported("logprobs", "logprobs are not supported yet"));
+    }
+    if req.top_logprobs.is_some() {
+        return Err(unsupported(
+            "top_logprobs",
+            "top_logprobs is not supported yet",
+        ));
+    }
+    messages(&req.messages)?;
+    let tool_list = req.tools.clone().unwrap_or_default();
+    tools(&tool_list)?;
+    let tool_mode = tool_mode(req.tool_choice.as_ref(), &tool_list)?;
+    let json_object = json_object_format(req.response_format.as_ref())?;
+    if json_object && tool_mode != ToolMode::Off {
+        return Err(invalid_value(
+            "response_format",
+            "response_format json_object cannot be combined with tools (set tool_choice to 'none')",
+        ));
+    }
+    let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
+    // max_completion_tokens is the newer name; it wins when both are given.
+    let limit = match req.max_completion_tokens {
+        Some(_) => max_tokens("max_completion_tokens", req.max_completion_tokens)?,
+        None => max_tokens("max_tokens", req.max_tokens)?,
+    };
+    let sampling = sampling(SamplingFields {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        repetition_penalty: req.repetition_penalty,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        seed: req.seed,
+    })?;
+    let max_calls = match (req.parallel_tool_calls, &tool_mode) {
+        (_, ToolMode::Forced(_)) | (Some(false), _) => Some(1),
+        _ => None,
+    };
+    Ok(ChatPlan {
+        common: Common {
+            stream,
+            include_usage,
+            sampling,
+            max_tokens: limit,
+            stop: stop_strings(req.stop.as_ref())?,
+        },
+        tools: tool_list,
+        tool_mode,
+        max_calls,
+        json_object,
+    })
+}
+
+fn prompt_text(prompt: &Prompt) -> Result<String, Error> {
+    match prompt {
+        Prompt::Text(s) => Ok(s.clone()),
+        Prompt::Texts(v) if v.len() == 1 => Ok(v[0].clone()),
+        Prompt::Texts(_) => Err(unsupported(
+            "prompt",
+            "a list of several prompts is not supported: send one request per prompt",
+        )),
+        Prompt::Tokens(_) | Prompt::TokenLists(_) => Err(unsupported(
+            "prompt",
+            "token-id prompts are not supported: send text",
+        )),
+    }
+}
+
+pub fn completion(req: &CompletionRequest, served_model: &str) -> Result<CompletionPlan, Error> {
+    check_model(req.model.as_deref(), served_model)?;
+    reject_extra(&req.extra)?;
+    check_n(req.n)?;
+    check_logit_bias(req.logit_bias.as_ref())?;
+    if req.echo == Some(true) {
+        return Err(unsupported("echo", "echo is not supported"));
+    }
+    match req.best_of {
+        None | Some(1) => {}
+        Some(_) => return Err(unsupported("best_of", "best_of > 1 is not supported")),
+    }
+    match req.logprobs {
+        None | Some(0) => {}
+        Some(_) => return Err(unsupported("logprobs", "logprobs are not supported yet")),
+    }
+    let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
+    let sampling = sampling(SamplingFields {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        repetition_penalty: req.repetition_penalty,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        seed: req.seed,
+    })?;
+    Ok(CompletionPlan {
+        common: Common {
+            stream,
+            include_usage,
+            sampling,
+            // OpenAI's legacy completions default to 16 tokens; clients always send it.
+            max_tokens: Some(max_tokens("max_tokens", req.max_tokens)?.unwrap_or(16)),
+            stop: stop_strings(req.stop.as_ref())?,
+        },
+        prompt: prompt_text(&req.prompt)?,
+        suffix: req.suffix.clone(),
+    })
+}
+
+/// The completion budget: the request's `max_tokens`, else the server default, else the
+/// rest of the context. Prompt plus budget over the context is `context_length_exceeded`.
+pub fn budget(
+    requested: Option<usize>,
+    default: Option<usize>,
+    prompt_tokens: usize,
+    ctx: usize,
+) -> Result<usize, Error> {
+    let exceeded = |max_tokens| Error::ContextLengthExceeded {
+        prompt_tokens,
+        max_tokens,
+        ctx,
+    };
+    if prompt_tokens >= ctx {
+        return Err(exceeded(requested.unwrap_or(1)));
+    }
+    let room = ctx - prompt_tokens;
+    match requested {
+        Some(n) if n > room => Err(exceeded(n)),
+        Some(n) => Ok(n),
+        None => Ok(default.map_or(room, |d| d.min(room))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::extract::parse_body;
+    use serde_json::json;
+
+    fn chat_err(body: Value) -> (Option<String>, String) {
+        let req: ChatRequest = match parse_body(body.to_string().as_bytes()) {
+            Ok(r) => r,
+            Err(e) => panic!("did not parse: {e}"),
+        };
+        match chat(&req, "m") {
+            Ok(_) => panic!("accepted {body}"),
+            Err(e) => {
+                let s = e.shape();
+                (s.param, s.code.unwrap_or_default())
+            }
+        }
+    }
+
+    fn chat_ok(body: Value) -> ChatPlan {
+        let req: ChatRequest = parse_body(body.to_string().as_bytes()).unwrap();
+        chat(&req, "m").unwrap()
+    }
+
+    fn user() -> Value {
+        json!([{"role": "user", "content": "hi"}])
+    }
+
+    fn tool(name: &str) -> Value {
+        json!({"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}})
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_support() {
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (
+                json!({"messages": user(), "n": 2}),
+                "n",
+                "unsupported_parameter",
+            ),
+            (json!({"messages": user(), "n": 0}), "n", "invalid_value"),
+            (
+                json!({"messages": user(), "logprobs": true}),
+                "logprobs",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "top_logprobs": 2}),
+                "top_logprobs",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "logit_bias": {"1": 5}}),
+                "logit_bias",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "frobnicate": 1}),
+                "frobnicate",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "response_format": {"type": "json_schema"}}),
+                "response_format.type",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "max_tokens": -5}),
+                "max_tokens",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "max_completion_tokens": 0}),
+                "max_completion_tokens",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "temperature": 3.0}),
+                "temperature",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "top_p": 0.0}),
+                "top_p",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "presence_penalty": -2.5}),
+                "presence_penalty",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "stop": ["a", ""]}),
+                "stop",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "stream_options": {"include_usage": true}}),
+                "stream_options",
+                "invalid_value",
+            ),
+            (json!({"messages": []}), "messages", "invalid_value"),
+            (json!({"messages": ["hi"]}), "messages[0]", "invalid_type"),
+            (
+                json!({"messages": [{"content": "hi"}]}),
+                "messages[0].role",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "wizard", "content": "hi"}]}),
+                "messages[0].role",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": 5}]}),
+                "messages[0].content",
+                "invalid_type",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+                "messages[0].content[0]",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}]}),
+                "messages[0].tool_calls",
+                "invalid_type",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": ""}}]}),
+                "tools[0].function.name",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "retrieval", "function": {"name": "a"}}]}),
+                "tools[0].type",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "tools": [tool("a"), tool("a")]}),
+                "tools[1].function.name",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "parameters": "x"}}]}),
+                "tools[0].function.parameters",
+                "invalid_function_parameters",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "parameters": {"type": "array"}}}]}),
+                "tools[0].function.parameters",
+                "invalid_function_parameters",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "parameters": {"type": "object", "required": "x"}}}]}),
+                "tools[0].function.parameters",
+                "invalid_function_parameters",
+            ),
+            (
+                json!({"messages": user(), "tool_choice": "required"}),
+                "tool_choice",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [tool("a")], "tool_choice": "sometimes"}),
+                "tool_choice",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [tool("a")], "tool_choice": {"type": "function", "function": {"name": "b"}}}),
+                "tool_choice.function.name",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [tool("a")], "response_format": {"type": "json_object"}}),
+                "response_format",
+                "invalid_value",
+            ),
+        ];
+        for (body, param, code) in cases {
+            let (p, c) = chat_err(body.clone());
+            assert_eq!((p.as_deref(), c.as_str()), (Some(param), code), "{body}");
+        }
+    }
+
+    #[test]
+    fn unknown_model_is_not_found() {
+        let req: ChatRequest = parse_body(
+            json!({"model": "gpt-4", "messages": user()})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let e = chat(&req, "m").unwrap_err();
+        assert_eq!(e.shape().status, 404);
+        assert_eq!(e.shape().code.as_deref(), Some("model_not_found"));
+    }
+
+    #[test]
+    fn maps_tool_choice_to_modes() {
+        let tools = json!([tool("a"), tool("b")]);
+        assert_eq!(
+            chat_ok(json!({"messages": user()})).tool_mode,
+            ToolMode::Off
+        );
+        assert_eq!(
+            chat_ok(json!({"messages": user(), "tools": tools})).tool_mode,
+            ToolMode::Auto
+        );
+        assert_eq!(
+            chat_ok(json!({"messages": user(), "tools": tools, "tool_choice": "none"})).tool_mode,
+            ToolMode::Off
+        );
+        let req = chat_ok(json!({"messages": user(), "tools": tools, "tool_choice": "required"}));
+        assert_eq!(
+            req.tool_mode,
+            ToolMode::Forced(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(req.max_calls, Some(1));
+        let named = json!({"type": "function", "function": {"name": "b"}});
+        let req = chat_ok(json!({"messages": user(), "tools": tools, "tool_choice": named}));
+        assert_eq!(req.tool_mode, ToolMode::Forced(vec!["b".into()]));
+        let req =
+            chat_ok(json!({"messages": user(), "tools": tools, "parallel_tool_calls": false}));
+        assert_eq!(req.max_calls, Some(1));
+    }
+
+    #[test]
+    fn reads_sampling_and_limits() {
+        let p = chat_ok(
+            json!({"messages": user(), "temperature": 0, "top_p": 0.5, "seed": 7,
+            "max_tokens": 5, "max_completion_tokens": 9, "stop": "END", "presence_penalty": 1.5,
+            "frequency_penalty": 0.5, "stream": true, "stream_options": {"include_usage": true},
+            "response_format": {"type": "json_object"}, "user": "u", "metadata": {}}),
+        );
+        assert_eq!(p.common.sampling.temperature, 0.0);
+        assert_eq!(p.common.sampling.top_p, 0.5);
+        assert_eq!(p.common.sampling.seed, Some(7));
+        assert_eq!(p.common.sampling.presence_penalty, 1.5);
+        assert_eq!(p.common.max_tokens, Some(9));
+        assert_eq!(p.common.stop, vec!["END".to_string()]);
+        assert!(p.common.stream && p.common.include_usage && p.json_object);
+        let p = chat_ok(json!({"messages": [{"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]}));
+        assert_eq!(p.common.sampling.temperature, 1.0);
+    }
+
+    #[test]
+    fn budgets_against_the_context() {
+        assert_eq!(budget(Some(10), None, 5, 100).unwrap(), 10);
+        assert_eq!(budget(None, None, 5, 100).unwrap(), 95);
+        assert_eq!(budget(None, Some(20), 5, 100).unwrap(), 20);
+        assert_eq!(budget(None, Some(200), 5, 100).unwrap(), 95);
+        for (req, prompt) in [
+            (Some(96), 5),
+            (Some(usize::MAX), 5),
+            (None, 100),
+            (Some(1), 150),
+        ] {
+            let e = budget(req, None, prompt, 100).unwrap_err();
+            assert_eq!(
+                e.shape().code.as_deref(),
+                Some("context_length_exceeded"),
+                "{req:?} {prompt}"
+            );
+        }
+    }
+
+    #[test]
+    fn completion_prompts() {
+        let ok = |b: Value| {
+            let r: CompletionRequest = parse_body(b.to_string().as_bytes()).unwrap();
+            completion(&r, "m")
+        };
+        let p = ok(json!({"prompt": "def f(", "suffix": "\n", "max_tokens": 8})).unwrap();
+        assert_eq!(
+            (p.prompt.as_str(), p.suffix.as_deref(), p.common.max_tokens),
+            ("def f(", Some("\n"), Some(8))
+        );
+        assert_eq!(
+            ok(json!({"prompt": ["x"]})).unwrap().common.max_tokens,
+            Some(16)
+        );
+        for (b, param) in [
+            (json!({"prompt": ["a", "b"]}), "prompt"),
+            (json!({"prompt": [1, 2]}), "prompt"),
+            (json!({"prompt": "a", "echo": true}), "echo"),
+            (json!({"prompt": "a", "best_of": 3}), "best_of"),
+            (json!({"prompt": "a", "logprobs": 2}), "logprobs"),
+            (json!({"prompt": "a", "max_tokens": 0}), "max_tokens"),
+        ] {
+            let e = ok(b.clone()).unwrap_err();
+            assert_eq!(e.shape().param.as_deref(), Some(param), "{b}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The forward pass against llama.cpp's reference vectors (tests/reference/*.json, copied
+//! from the shared reference set): for every prompt of both test models, greedy decoding
+//! from the reference `prompt_ids` must reproduce `generated_ids`, and the top-5 logprobs
+//! of the first steps must match. The prompt is prefilled once and every step decodes one
+//! token with the cache, so this also checks the KV cache and the causal mask.
+
+mod common;
+
+use anyhow::{ensure, Context, Result};
+use candle_core::Device;
+use serde_json::Value;
+use wick::gguf::Gguf;
+use wick::model::{self, Model};
+
+/// Steps whose greedy token must equal the reference exactly.
+const EXACT_STEPS: usize = 32;
+/// Logprob tolerance for the reference's top-5 entries. llama.cpp runs other kernels (f16
+/// KV cache, different accumulation order), which move log-probs by a few 0.01 nats at
+/// most; a real bug (wrong rope, mask or bias) moves them by whole nats.
+const LOGPROB_TOL: f64 = 0.05;
+/// After `EXACT_STEPS`, a different greedy token is accepted only when our log-probs of the
+/// two candidates are this close: each can move by up to `LOGPROB_TOL`, so 2x of it.
+const FORK_TOL: f64 = 2.0 * LOGPROB_TOL;
+
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let lse = max + sum.ln();
+    logits.iter().map(|&l| l as f64 - lse).collect()
+}
+
+/// Greedy argmax, ties to the lower id.
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn ids(v: &Value) -> Result<Vec<u32>> {
+    v.as_array()
+        .context("not an array")?
+        .iter()
+        .map(|x| Ok(x.as_u64().context("not an id")? as u32))
+        .collect()
+}
+
+fn check_prompt(model: &dyn Model, p: &Value) -> Result<()> {
+    let name = p["name"].as_str().unwrap_or("?");
+    let prompt = ids(&p["prompt_ids"])?;
+    let expected = ids(&p["generated_ids"])?;
+    let stop = p["stop_token_id"].as_u64().map(|s| s as u32);
+    let top = p["top_logprobs"].as_array().context("top_logprobs")?;
+    let mut cache = model.new_cache(prompt.len() + expected.len() + 1)?;
+
+    let mut logits: Vec<f32> = model.forward(&prompt, &mut cache)?.to_vec1()?;
+    // With a stop token, one more step must predict it.
+    let steps = expected.len() + usize::from(stop.is_some());
+    for step in 0..steps {
+        let want = expected.get(step).copied().or(stop).context("step")?;
+        let lp = log_softmax(&logits);
+        if let Some(Value::Array(entries)) = top.get(step) {
+            for e in entries {
+                let id = e["id"].as_u64().context("id")? as usize;
+                let reference = e["logprob"].as_f64().context("logprob")?;
+                let ours = lp[id];
+                ensure!(
+                    (ours - reference).abs() <= LOGPROB_TOL,
+                    "{name} step {step}: logprob of {id} is {ours:.4}, llama.cpp {reference:.4}"
+                );
+            }
+        }
+        let got = argmax(&logits);
+        if got != want {
+            let gap = lp[got as usize] - lp[want as usize];
+            ensure!(
+                step >= EXACT_STEPS && gap <= FORK_TOL,
+                "{name} step {step}: greedy token {got} but llama.cpp chose {want} \
+                 (our logprob gap {gap:.4})"
+            );
+            eprintln!("{name}: step {step} forks within noise (gap {gap:.4}); stopping here");
+            return Ok(());
+        }
+        if step < expected.len() {
+            // Teacher-forced on the reference path (identical to ours so far).
+            logits = model.forward(&[want], &mut cache)?.to_vec1()?;
+        }
+    }
+    Ok(())
+}
+
+fn check_model(model_file: &str, reference: &str) -> Result<()> {
+    let path = common::test_model(model_file);
+    let mut gguf = Gguf::open(&path)?;
+    let model = model::load(&mut gguf, &Device::Cpu)?;
+    let data: Value = serde_json::from_slice(&std::fs::read(common::test_data(reference))?)?;
+    let prompts = data["prompts"].as_array().context("prompts")?;
+    ensure!(!prompts.is_empty());
+    for p in prompts {
+        check_prompt(model.as_ref(), p)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn qwen2_matches_llama_cpp_reference() -> Result<()> {
+    check_model(common::QWEN05, "reference/qwen2.5-coder-0.5b-instruct.json")
+}
+
+#[test]
+fn llama_arch_matches_llama_cpp_reference() -> Result<()> {
+    check_model(common::SMOLLM2, "reference/smollm2-135m-instruct.json")
+}
+
+#[test]
+fn prefill_in_chunks_equals_one_prefill() -> Result<()> {
+    let mut gguf = Gguf::open(&common::test_model(common::SMOLLM2))?;
+    let model = model::load(&mut gguf, &Device::Cpu)?;
+    let prompt = [504u32, 3458, 282, 253, 1345, 28, 253, 3112, 30, 216];
+    let mut a = model.new_cache(16)?;
+    let whole: Vec<f32> = model.forward(&prompt, &mut a)?.to_vec1()?;
+    let mut b = model.new_cache(16)?;
+    model.forward(&prompt[..4], &mut b)?;
+    let parts: Vec<f32> = model.forward(&prompt[4..], &mut b)?.to_vec1()?;
+    let diff = whole
+        .iter()
+        .zip(&parts)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    // Same math, different matmul shapes: only rounding differs.
+    ensure!(diff < 1e-2, "max logit difference {diff}");
+    // Prefix reuse: truncate to 4 and redo the rest.
+    b.truncate(4);
+    let again: Vec<f32> = model.forward(&prompt[4..], &mut b)?.to_vec1()?;
+    ensure!(again == parts, "truncate + forward differs from the first run");
+    Ok(())
+}
+
+#[test]
+fn rejects_bad_input_without_panicking() -> Result<()> {
+    let mut gguf = Gguf::open(&common::test_model(common::SMOLLM2))?;
+    let model = model::load(&mut gguf, &Device::Cpu)?;
+    let mut cache = model.new_cache(4)?;
+    let vocab = model.info().vocab_size as u32;
+    assert!(matches!(
+        model.forward(&[vocab], &mut cache),
+        Err(model::ModelError::TokenOutOfRange { .. })
+    ));
+    assert!(matches!(
+        model.forward(&[], &mut cache),
+        Err(model::ModelError::EmptyInput)
+    ));
+    assert!(matches!(
+        model.forward(&[1, 2, 3, 4, 5], &mut cache),
+        Err(model::ModelError::CacheFull { .. })
+    ));
+    assert_eq!(cache.len(), 0, "a refused call must not touch the cache");
+    assert!(model.new_cache(usize::MAX).is_err());
+    Ok(())
+}
