@@ -81,6 +81,14 @@ pub fn run(args: Args) -> crate::Result<()> {
         .filter(|o| !o.is_empty())
         .cloned()
         .collect();
+    if let Some(entry) = &resolved.entry {
+        let s = &entry.sampling;
+        let d = &mut config.default_sampling;
+        d.temperature = s.temperature.unwrap_or(d.temperature);
+        d.top_p = s.top_p.unwrap_or(d.top_p);
+        d.top_k = s.top_k.or(d.top_k);
+        d.repetition_penalty = s.repetition_penalty.unwrap_or(d.repetition_penalty);
+    }
     let state = AppState::loading(config);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

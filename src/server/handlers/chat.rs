@@ -41,7 +41,11 @@ pub async fn chat_completions(
 ) -> Result<Response, Error> {
     let backend = state.backend()?;
     let req: ChatRequest = from_value(body.clone())?;
-    let plan = validate::chat(&req, &state.config().model_id)?;
+    let plan = validate::chat(
+        &req,
+        &state.config().model_id,
+        &state.config().default_sampling,
+    )?;
     let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
     let (prefix, close, constraint) = match forced {
         Some(f) => (f.prefix, f.close, Some(f.constraint)),

@@ -30,7 +30,11 @@ pub async fn completions(
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, Error> {
     let backend = state.backend()?;
-    let plan = validate::completion(&req, &state.config().model_id)?;
+    let plan = validate::completion(
+        &req,
+        &state.config().model_id,
+        &state.config().default_sampling,
+    )?;
     let (prompt, stop_ids) = match &plan.suffix {
         Some(suffix) => backend.fim_prompt(&plan.prompt, suffix).ok_or_else(|| {
             Error::invalid(
