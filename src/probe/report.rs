@@ -323,7 +323,10 @@ fn tie_break_reason(r: &Report, best: &str) -> String {
     if why.is_empty() {
         why.push("it comes first in the registry");
     }
-    why.join(", ")
+    match why.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => why.join(""),
+    }
 }
 
 /// Why calls were false, for the recommended parser and the parser under test.
