@@ -84,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         prompt_text
     };
     let prompt_ids = tokenizer.encode(&prompt_text, true, true)?;
-    let device = device_from_str(&args.runtime.device)?;
+    let device = crate::model::device_from_str(&args.runtime.device)?;
     let model = crate::model::load(&mut gguf, &device)?;
     drop(gguf);
     let train_ctx = model.info().train_ctx;
@@ -202,21 +202,4 @@ fn chat_prompt(_gguf: &Gguf, _model: &ModelArgs, _text: &str) -> Result<String> 
     Err(Error::Usage(
         "--chat needs the chat template module, which is not merged yet".into(),
     ))
-}
-
-/// `--device cpu|cuda[:N]|metal` (until the model module's `device_from_str` is merged).
-fn device_from_str(s: &str) -> Result<candle_core::Device> {
-    use candle_core::Device;
-    let bad = |e: candle_core::Error| Error::Usage(format!("device '{s}' is not available: {e}"));
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0).map_err(bad),
-        "cuda" => Device::new_cuda(0).map_err(bad),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
-            _ => Err(Error::Usage(format!(
-                "invalid device '{s}' (expected cpu, cuda, cuda:N or metal)"
-            ))),
-        },
-    }
 }
