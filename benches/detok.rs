@@ -83,7 +83,11 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.sample_size(10);
     g.bench_function("encode_code", |b| {
-        b.iter(|| tokenizer.encode(black_box(&text), false, true).map(|v| v.len()))
+        b.iter(|| {
+            tokenizer
+                .encode(black_box(&text), false, true)
+                .map(|v| v.len())
+        })
     });
     g.throughput(Throughput::Elements(tokenizer.vocab_size() as u64));
     g.bench_function("load", |b| {

@@ -115,9 +115,12 @@ impl Error {
             Error::QueueFull => (429, "rate_limit_exceeded", None, Some("queue_full")),
             Error::Loading => (503, "server_error", None, Some("model_loading")),
             Error::LoadFailed(_) => (503, "server_error", None, Some("model_load_failed")),
-            Error::PayloadTooLarge { .. } => {
-                (413, "invalid_request_error", None, Some("payload_too_large"))
-            }
+            Error::PayloadTooLarge { .. } => (
+                413,
+                "invalid_request_error",
+                None,
+                Some("payload_too_large"),
+            ),
             Error::RouteNotFound(_) => (404, "invalid_request_error", None, Some("not_found")),
             Error::Usage(_) => (400, "invalid_request_error", None, Some("invalid_request")),
             Error::Engine(e) => return e.shape(),

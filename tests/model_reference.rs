@@ -135,7 +135,10 @@ fn prefill_in_chunks_equals_one_prefill() -> Result<()> {
     // Prefix reuse: truncate to 4 and redo the rest.
     b.truncate(4);
     let again: Vec<f32> = model.forward(&prompt[4..], &mut b)?.to_vec1()?;
-    ensure!(again == parts, "truncate + forward differs from the first run");
+    ensure!(
+        again == parts,
+        "truncate + forward differs from the first run"
+    );
     Ok(())
 }
 

@@ -227,3 +227,29 @@ fn bad_batch_line_gets_an_error_object_in_place_and_a_failing_exit() {
     assert_eq!(lines[3]["content"], "c");
     assert!(stderr(&out).contains("2 of 4 batch lines failed"));
 }
+
+/// The parser each test model's own chat template (and vocabulary) calls for.
+#[test]
+fn detects_the_parser_from_the_test_models_templates() {
+    let cases = [
+        (common::QWEN05, Some("qwen")),
+        (common::QWEN15, Some("qwen")),
+        (common::SMOLLM2, None),
+    ];
+    for (file, expected) in cases {
+        let gguf = wick::gguf::Gguf::open(&common::test_model(file)).expect("GGUF opens");
+        let template = gguf
+            .get_str("tokenizer.chat_template")
+            .expect("chat template");
+        // Only the special tokens matter for detection; plain pieces cannot be markers.
+        let tokens = gguf
+            .get_str_array("tokenizer.ggml.tokens")
+            .expect("vocabulary");
+        let specials: Vec<&str> = tokens
+            .into_iter()
+            .filter(|t| t.starts_with(['<', '[']) && t.len() < 32)
+            .collect();
+        let got = wick_parsers::detect_parser(template, &specials);
+        assert_eq!(got.as_ref().map(|d| d.parser), expected, "{file}: {got:?}");
+    }
+}

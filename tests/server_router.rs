@@ -127,8 +127,8 @@ impl Backend for ScriptedBackend {
         *self.seen.prompt.lock().unwrap() = text.to_owned();
         Ok(text.bytes().map(u32::from).collect())
     }
-    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<String> {
-        Some(format!("<PRE>{prefix}<SUF>{suffix}<MID>"))
+    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {
+        Some((format!("<PRE>{prefix}<SUF>{suffix}<MID>"), Vec::new()))
     }
     fn parser_name(&self) -> &str {
         "hermes"
@@ -201,6 +201,7 @@ impl Backend for ScriptedBackend {
                 },
                 time_to_first_token: 0.01,
                 decode_tokens_per_second: 100.0,
+                text: String::new(),
             });
         });
         Ok(rx)

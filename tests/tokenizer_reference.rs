@@ -213,6 +213,32 @@ fn token_bytes_are_raw_bytes_of_byte_level_tokens() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn any_text_round_trips_through_encode_and_decode() -> Result<()> {
+    use proptest::test_runner::{Config, TestRunner};
+    let (tok, _) = load(&QWEN)?;
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    // Any Unicode, plus runs biased towards what code and chat prompts contain.
+    let strategy = proptest::string::string_regex(
+        "(\\PC|[ \t\r\n]|<\\|im_(start|end)\\|>|<tool_call>|[0-9]+|'s|\u{1F600}|\u{200D}){0,40}",
+    )?;
+    runner
+        .run(&strategy, |text| {
+            for parse_special in [false, true] {
+                let ids = tok
+                    .encode(&text, false, parse_special)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                proptest::prop_assert_eq!(tok.decode(&ids, false), text.clone());
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 // ---- `wick tokenize` ----
 
 fn wick(args: &[&str]) -> std::process::Output {
@@ -313,5 +339,205 @@ fn cli_tokenize_rejects_bad_model_files_with_one_error_line() -> Result<()> {
         ]);
         assert_one_line_error(&out, &format!("truncated at {cut} bytes"));
     }
+    Ok(())
+}
+
+// ---- hand-made GGUF files: what the tokenizer accepts and how it refuses ----
+
+/// Writes a GGUF v3 file with the given metadata and no tensors.
+mod gguf_writer {
+    pub enum V<'a> {
+        Str(&'a str),
+        Bool(bool),
+        U32(u32),
+        Strs(&'a [&'a str]),
+        I32s(&'a [i32]),
+        F32s(&'a [f32]),
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    pub fn write(path: &std::path::Path, kvs: &[(&str, V)]) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        out.extend(b"GGUF");
+        out.extend(3u32.to_le_bytes());
+        out.extend(0u64.to_le_bytes()); // tensors
+        out.extend((kvs.len() as u64).to_le_bytes());
+        for (key, value) in kvs {
+            string(&mut out, key);
+            match value {
+                V::Str(s) => {
+                    out.extend(8u32.to_le_bytes());
+                    string(&mut out, s);
+                }
+                V::Bool(b) => {
+                    out.extend(7u32.to_le_bytes());
+                    out.push(*b as u8);
+                }
+                V::U32(x) => {
+                    out.extend(4u32.to_le_bytes());
+                    out.extend(x.to_le_bytes());
+                }
+                V::Strs(items) => {
+                    out.extend(9u32.to_le_bytes());
+                    out.extend(8u32.to_le_bytes());
+                    out.extend((items.len() as u64).to_le_bytes());
+                    for s in *items {
+                        string(&mut out, s);
+                    }
+                }
+                V::F32s(items) => {
+                    out.extend(9u32.to_le_bytes());
+                    out.extend(6u32.to_le_bytes());
+                    out.extend((items.len() as u64).to_le_bytes());
+                    for x in *items {
+                        out.extend(x.to_le_bytes());
+                    }
+                }
+                V::I32s(items) => {
+                    out.extend(9u32.to_le_bytes());
+                    out.extend(5u32.to_le_bytes());
+                    out.extend((items.len() as u64).to_le_bytes());
+                    for x in *items {
+                        out.extend(x.to_le_bytes());
+                    }
+                }
+            }
+        }
+        while out.len() % 32 != 0 {
+            out.push(0);
+        }
+        std::fs::write(path, out)
+    }
+}
+
+use gguf_writer::V;
+
+const TINY_TOKENS: &[&str] = &[
+    "a",
+    "b",
+    "ab",
+    "Ġ",
+    "Ġab",
+    "<|im_end|>",
+    "<tool_call>",
+    "<|fim_pad|>",
+];
+const TINY_TYPES: &[i32] = &[1, 1, 1, 1, 1, 3, 4, 3];
+
+fn tiny(dir: &std::path::Path, model: &str, pre: Option<&str>, merges: &[&str]) -> Result<Gguf> {
+    let path = dir.join(format!(
+        "tiny-{model}-{}-{}.gguf",
+        pre.unwrap_or("none"),
+        merges.join("_").replace(' ', "-")
+    ));
+    let mut kvs = vec![
+        ("general.architecture", V::Str("qwen2")),
+        ("tokenizer.ggml.model", V::Str(model)),
+        ("tokenizer.ggml.tokens", V::Strs(TINY_TOKENS)),
+        ("tokenizer.ggml.token_type", V::I32s(TINY_TYPES)),
+        ("tokenizer.ggml.merges", V::Strs(merges)),
+        ("tokenizer.ggml.eos_token_id", V::U32(5)),
+        ("tokenizer.ggml.add_bos_token", V::Bool(false)),
+    ];
+    if let Some(pre) = pre {
+        kvs.push(("tokenizer.ggml.pre", V::Str(pre)));
+    }
+    gguf_writer::write(&path, &kvs)?;
+    Ok(Gguf::open(&path)?)
+}
+
+#[test]
+fn builds_a_tiny_bpe_vocabulary_from_gguf_metadata() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tok = Tokenizer::from_gguf(&tiny(dir.path(), "gpt2", Some("qwen2"), &["a b", "Ġ ab"])?)?;
+    assert_eq!(tok.encode("ab ab<|im_end|>", true, true)?, [2, 4, 5]);
+    // Control text is plain text without parse_special (its chars are not in this vocab, and
+    // are dropped as llama.cpp drops them); user-defined tokens are matched regardless.
+    assert_eq!(tok.encode("ab<|im_end|>", true, false)?, [2]);
+    assert_eq!(tok.encode("ab<tool_call>", true, false)?, [2, 6]);
+    assert_eq!(
+        tok.decode(&[2, 4, 5, 6], false),
+        "ab ab<|im_end|><tool_call>"
+    );
+    assert_eq!(tok.decode(&[2, 4, 5, 6], true), "ab ab<tool_call>");
+    assert_eq!(
+        tok.eog_ids(),
+        [5, 7],
+        "eos and the FIM pad found by its text"
+    );
+    assert_eq!(tok.fim_ids().pad, Some(7));
+    // No tokenizer.ggml.pre: llama.cpp's default pre-tokenizer, with a warning.
+    let tok = Tokenizer::from_gguf(&tiny(dir.path(), "gpt2", None, &["a b", "Ġ ab"])?)?;
+    assert_eq!(tok.encode("ab ab", false, true)?, [2, 4]);
+    Ok(())
+}
+
+#[test]
+fn refuses_unsupported_tokenizers_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases: &[(&str, Option<&str>, &[&str], &str)] = &[
+        ("llama", Some("default"), &["a b"], "scores"),
+        ("t5", Some("default"), &["a b"], "'t5'"),
+        ("bert", Some("default"), &["a b"], "'bert'"),
+        ("gpt2", Some("no-such-pre"), &["a b"], "'no-such-pre'"),
+        ("gpt2", Some("qwen2"), &["a c"], "merge"),
+        ("gpt2", Some("qwen2"), &["ab"], "malformed merge"),
+    ];
+    for (model, pre, merges, want) in cases {
+        let gguf = tiny(dir.path(), model, *pre, merges)?;
+        match Tokenizer::from_gguf(&gguf) {
+            Ok(_) => panic!("{model}/{pre:?}/{merges:?} was accepted"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(want), "{model}/{pre:?}: {msg}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sentencepiece_vocabulary_merges_by_score_like_llama_cpp() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tiny-spm.gguf");
+    // ids:           0        1      2       3         4    5    6    7     8      9     10
+    let tokens = [
+        "<unk>", "<s>", "</s>", "<0x0A>", "▁", "h", "i", "▁h", "hi", "▁hi", "<0xC3>",
+    ];
+    let types = [2, 3, 3, 6, 1, 1, 1, 1, 1, 1, 6];
+    // "▁h" outscores "hi", so "▁hi" is reached through "▁h" + "i".
+    let scores = [0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -0.5, -0.8, -0.1, 0.0];
+    gguf_writer::write(
+        &path,
+        &[
+            ("general.architecture", V::Str("llama")),
+            ("tokenizer.ggml.model", V::Str("llama")),
+            ("tokenizer.ggml.tokens", V::Strs(&tokens)),
+            ("tokenizer.ggml.token_type", V::I32s(&types)),
+            ("tokenizer.ggml.scores", V::F32s(&scores)),
+        ],
+    )?;
+    let tok = Tokenizer::from_gguf(&Gguf::open(&path)?)?;
+    // Defaults for SentencePiece: BOS 1 added, EOS 2, a space before the text.
+    assert!(tok.add_bos());
+    assert_eq!(tok.encode("hi", true, true)?, [1, 9]);
+    assert_eq!(tok.encode("hi hi\n", false, true)?, [9, 9, 3]);
+    // "ih": no pair is a piece, so each char stays a token. "é" (C3 A9) is not a piece: its
+    // bytes fall back to <0xC3>, and to <unk> for the missing <0xA9> (llama.cpp would abort).
+    assert_eq!(tok.encode("ih", false, true)?, [4, 6, 5]);
+    assert_eq!(tok.encode("é", false, true)?, [4, 10, 0]);
+    // A space also goes after a special token.
+    assert_eq!(tok.encode("<s>hi", false, true)?, [1, 9]);
+    assert_eq!(tok.encode("hi</s>hi", false, true)?, [9, 2, 9]);
+    assert_eq!(tok.eog_ids(), [2]);
+    // Decoding drops the space encode added, and <0x0A> is a newline.
+    assert_eq!(tok.decode(&[9, 9, 3], true), "hi hi\n");
+    assert_eq!(tok.decode(&[1, 9], false), "<s> hi");
+    assert_eq!(tok.token_bytes(3), b"\n");
+    assert_eq!(tok.token_bytes(9), b" hi");
     Ok(())
 }

@@ -74,103 +74,132 @@ pub fn scan(s: &[u8], open: &mut Vec<usize>) -> Scan {
     let mut st = St::Value;
     let mut i = 0;
     while i < s.len() {
-        let b = s[i];
-        st = match st {
-            St::Value | St::ValueOrClose | St::KeyOrClose | St::Key | St::Colon | St::After
-                if is_ws(b) =>
-            {
-                st
+        match transition(st, s[i], i, &mut stack) {
+            Step::Next(next) => {
+                st = next;
+                i += 1;
             }
-            St::Value | St::ValueOrClose => {
-                if b == b']' && st == St::ValueOrClose {
-                    match close(&mut stack) {
-                        Some(s2) => s2,
-                        None => return Scan::Complete(i + 1),
-                    }
-                } else {
-                    match start_value(b, i, &mut stack) {
-                        Some(s2) => s2,
-                        None => return Scan::Invalid,
-                    }
-                }
-            }
-            St::KeyOrClose | St::Key => match b {
-                b'"' => St::Str { key: true },
-                b'}' if st == St::KeyOrClose => match close(&mut stack) {
-                    Some(s2) => s2,
-                    None => return Scan::Complete(i + 1),
-                },
-                _ => return Scan::Invalid,
-            },
-            St::Colon => match b {
-                b':' => St::Value,
-                _ => return Scan::Invalid,
-            },
-            St::After => match (b, stack.last()) {
-                (b',', Some((true, _))) => St::Key,
-                (b',', Some((false, _))) => St::Value,
-                (b'}', Some((true, _))) | (b']', Some((false, _))) => match close(&mut stack) {
-                    Some(s2) => s2,
-                    None => return Scan::Complete(i + 1),
-                },
-                _ => return Scan::Invalid,
-            },
-            St::Str { key } => match b {
-                b'"' => {
-                    if key {
-                        St::Colon
-                    } else {
-                        St::After
-                    }
-                }
-                b'\\' => St::Esc { key },
-                0..=0x1f => return Scan::Invalid,
-                _ => st,
-            },
-            St::Esc { key } => match b {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => St::Str { key },
-                b'u' => St::Hex { key, left: 4 },
-                _ => return Scan::Invalid,
-            },
-            St::Hex { key, left } => {
-                if !b.is_ascii_hexdigit() {
-                    return Scan::Invalid;
-                }
-                if left == 1 {
-                    St::Str { key }
-                } else {
-                    St::Hex {
-                        key,
-                        left: left - 1,
-                    }
-                }
-            }
-            St::Num(n) => match number_step(n, b) {
-                Some(n2) => St::Num(n2),
-                None => {
-                    if !number_can_end(n) {
-                        return Scan::Invalid;
-                    }
-                    // The byte after a number is re-examined as if after a value.
-                    st = St::After;
-                    continue;
-                }
-            },
-            St::Lit(lit, k) => {
-                if b != lit[k as usize] {
-                    return Scan::Invalid;
-                }
-                if k as usize + 1 == lit.len() {
-                    St::After
-                } else {
-                    St::Lit(lit, k + 1)
-                }
-            }
-        };
-        i += 1;
+            Step::Again(next) => st = next,
+            Step::Done(outcome) => return outcome,
+        }
     }
     open.extend(stack.iter().map(|&(_, at)| at));
     Scan::Incomplete
+}
+
+/// What one byte does to the scanner.
+enum Step {
+    /// Consume the byte; continue in this state.
+    Next(St),
+    /// Re-examine the same byte in this state (after a number ends).
+    Again(St),
+    /// Decided.
+    Done(Scan),
+}
+
+/// The state machine's transition for byte `b` at offset `i`.
+fn transition(st: St, b: u8, i: usize, stack: &mut Vec<(bool, usize)>) -> Step {
+    Step::Next(match st {
+        St::Value | St::ValueOrClose | St::KeyOrClose | St::Key | St::Colon | St::After
+            if is_ws(b) =>
+        {
+            st
+        }
+        St::Value | St::ValueOrClose => {
+            if b == b']' && st == St::ValueOrClose {
+                match close(stack) {
+                    Some(s2) => s2,
+                    None => return Step::Done(Scan::Complete(i + 1)),
+                }
+            } else {
+                match start_value(b, i, stack) {
+                    Some(s2) => s2,
+                    None => return Step::Done(Scan::Invalid),
+                }
+            }
+        }
+        St::KeyOrClose | St::Key => match b {
+            b'"' => St::Str { key: true },
+            b'}' if st == St::KeyOrClose => match close(stack) {
+                Some(s2) => s2,
+                None => return Step::Done(Scan::Complete(i + 1)),
+            },
+            _ => return Step::Done(Scan::Invalid),
+        },
+        St::Colon => match b {
+            b':' => St::Value,
+            _ => return Step::Done(Scan::Invalid),
+        },
+        St::After => match (b, stack.last()) {
+            (b',', Some((true, _))) => St::Key,
+            (b',', Some((false, _))) => St::Value,
+            (b'}', Some((true, _))) | (b']', Some((false, _))) => match close(stack) {
+                Some(s2) => s2,
+                None => return Step::Done(Scan::Complete(i + 1)),
+            },
+            _ => return Step::Done(Scan::Invalid),
+        },
+        St::Str { .. } | St::Esc { .. } | St::Hex { .. } | St::Num(_) | St::Lit(..) => {
+            return in_scalar(st, b)
+        }
+    })
+}
+
+/// Transitions inside a string, number or literal.
+fn in_scalar(st: St, b: u8) -> Step {
+    Step::Next(match st {
+        St::Str { key } => match b {
+            b'"' => {
+                if key {
+                    St::Colon
+                } else {
+                    St::After
+                }
+            }
+            b'\\' => St::Esc { key },
+            0..=0x1f => return Step::Done(Scan::Invalid),
+            _ => st,
+        },
+        St::Esc { key } => match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => St::Str { key },
+            b'u' => St::Hex { key, left: 4 },
+            _ => return Step::Done(Scan::Invalid),
+        },
+        St::Hex { key, left } => {
+            if !b.is_ascii_hexdigit() {
+                return Step::Done(Scan::Invalid);
+            }
+            if left == 1 {
+                St::Str { key }
+            } else {
+                St::Hex {
+                    key,
+                    left: left - 1,
+                }
+            }
+        }
+        St::Num(n) => match number_step(n, b) {
+            Some(n2) => St::Num(n2),
+            None => {
+                if !number_can_end(n) {
+                    return Step::Done(Scan::Invalid);
+                }
+                // The byte after a number is re-examined as if after a value.
+                return Step::Again(St::After);
+            }
+        },
+        St::Lit(lit, k) => {
+            if b != lit[k as usize] {
+                return Step::Done(Scan::Invalid);
+            }
+            if k as usize + 1 == lit.len() {
+                St::After
+            } else {
+                St::Lit(lit, k + 1)
+            }
+        }
+        _ => st,
+    })
 }
 
 fn start_value(b: u8, i: usize, stack: &mut Vec<(bool, usize)>) -> Option<St> {

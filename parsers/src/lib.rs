@@ -12,17 +12,21 @@
 //! format file. This crate knows nothing about models, tokenizers or servers: it depends on
 //! serde, serde_json and thiserror only.
 
+#![warn(missing_docs)]
+
 mod collect;
 mod cursor;
 mod deepseek;
 mod detect;
 mod fence;
 mod hermes;
+mod ids;
 mod json;
 mod llama3_json;
 mod mistral;
 mod qwen;
 mod scan;
+mod steps;
 mod types;
 
 mod auto;
@@ -91,7 +95,12 @@ pub static PARSERS: &[ParserSpec] = &[
 pub enum Error {
     /// The parser name is not in [`PARSERS`].
     #[error("unknown tool parser '{name}' (known: {known})")]
-    UnknownParser { name: String, known: String },
+    UnknownParser {
+        /// The name asked for.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
     /// The tools list is not a JSON array of OpenAI tool objects.
     #[error("invalid tools list: {0}")]
     InvalidTools(String),

@@ -8,17 +8,19 @@
 //! possible marker prefix, an unfinished construct, or an eligible fence is held back.
 //!
 //! Amortized linear time: a held construct is re-examined only after the undecided tail
-//! has grown by 1/16 of its length since the last attempt (or at `finish`), so a
-//! construct of length L costs O(L) in total whatever the chunk size, and a decision lags
-//! by at most ~6% of the construct. Streaming modes (reasoning, failed spans, plain
+//! has grown by 1/16 of its length since the last attempt, or by 1/128 when the new text
+//! holds a byte that can end a construct (`>`, `}`, `]`, backtick, newline), or at
+//! `finish`. So a construct of length L costs O(L) in total whatever the chunk size; a
+//! call of a few hundred bytes is decided at its closing character, a huge one at most
+//! 1/16 of its length later (1/128 once a closing character arrives). Streaming modes (reasoning, failed spans, plain
 //! fences) release text as it arrives and keep their state between pushes.
 //!
 //! Must not depend on anything model- or server-specific.
 
-use crate::cursor::{Cur, Stop};
-use crate::json::{self, CallRules, RawCall};
-use crate::types::{Construct, Event, Reason, Rejection, ToolSpec};
-use crate::{deepseek, fence, hermes, llama3_json, mistral, qwen, ToolParser};
+use crate::json::{CallRules, RawCall};
+use crate::steps::bare_enabled;
+use crate::types::{Construct, Event, Rejection, ToolSpec};
+use crate::{deepseek, hermes, ids, llama3_json, mistral, qwen, ToolParser};
 use std::collections::HashSet;
 
 /// When markerless JSON (bare or fenced) is read as calls.
@@ -58,7 +60,7 @@ pub struct Features {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Before the first non-whitespace: is there a `<think>`?
     Start,
     /// Inside the leading `<think>` block.
@@ -75,7 +77,7 @@ enum Mode {
 
 /// Markup runs after a call: further calls separated by whitespace and one `,`/`;`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
+pub(crate) enum Run {
     /// After bare JSON: markerless rules.
     Markerless,
     /// After `<|python_tag|>`: no name validation, arguments key optional.
@@ -83,7 +85,7 @@ enum Run {
 }
 
 /// What one step decided.
-enum Action {
+pub(crate) enum Action {
     Content(usize),
     Reasoning(usize),
     /// Markup that holds no call (`<think>`, `</think>`).
@@ -109,31 +111,31 @@ enum Kind {
 
 /// One opening marker the scanner recognises.
 #[derive(Clone, Copy)]
-struct Marker {
-    text: &'static str,
-    construct: Construct,
-    closing: Option<&'static str>,
+pub(crate) struct Marker {
+    pub(crate) text: &'static str,
+    pub(crate) construct: Construct,
+    pub(crate) closing: Option<&'static str>,
 }
 
 /// The streaming parser shared by all formats.
 pub struct Scanner {
-    f: Features,
-    tools: Vec<ToolSpec>,
-    markers: Vec<Marker>,
+    pub(crate) f: Features,
+    pub(crate) tools: Vec<ToolSpec>,
+    pub(crate) markers: Vec<Marker>,
     /// Opening markers plus closing tags, for failed spans.
-    interesting: [bool; 256],
+    pub(crate) interesting: [bool; 256],
     buf: String,
-    pos: usize,
+    pub(crate) pos: usize,
     /// Absolute offset of `buf[0]` in the whole output.
-    base: usize,
-    mode: Mode,
-    at_line_start: bool,
-    run: Option<Run>,
+    pub(crate) base: usize,
+    pub(crate) mode: Mode,
+    pub(crate) at_line_start: bool,
+    pub(crate) run: Option<Run>,
     /// Undecided bytes at the last wait (0: none held).
     held: usize,
-    open: Vec<usize>,
+    pub(crate) open: Vec<usize>,
     /// Absolute offsets of `{`/`[` known to stay open to the end of output.
-    eof_open: HashSet<usize>,
+    pub(crate) eof_open: HashSet<usize>,
     next_index: usize,
     id_seed: u64,
     pending: String,
@@ -143,52 +145,7 @@ pub struct Scanner {
 impl Scanner {
     /// A scanner for one generation.
     pub fn new(f: Features, tools: &[ToolSpec]) -> Scanner {
-        let mut markers = Vec::new();
-        let mut add = |on: bool, text, construct, closing| {
-            if on {
-                markers.push(Marker {
-                    text,
-                    construct,
-                    closing,
-                })
-            }
-        };
-        add(
-            f.tool_call_tag,
-            hermes::TOOL_CALL,
-            Construct::ToolCallTag,
-            Some(hermes::TOOL_CALL_END),
-        );
-        add(
-            f.tools_tag,
-            hermes::TOOLS,
-            Construct::ToolsTag,
-            Some(hermes::TOOLS_END),
-        );
-        add(
-            f.mistral,
-            mistral::TOOL_CALLS,
-            Construct::MistralToolCalls,
-            None,
-        );
-        add(
-            f.python_tag,
-            llama3_json::PYTHON_TAG,
-            Construct::PythonTag,
-            None,
-        );
-        add(
-            f.qwen_function,
-            qwen::FUNCTION,
-            Construct::QwenFunction,
-            None,
-        );
-        add(
-            f.deepseek,
-            deepseek::BEGIN,
-            Construct::DeepSeekSection,
-            Some(deepseek::END),
-        );
+        let markers = markers(&f);
         let tools = tools.to_vec();
         let mut interesting = [false; 256];
         for m in &markers {
@@ -213,14 +170,14 @@ impl Scanner {
             open: Vec::new(),
             eof_open: HashSet::new(),
             next_index: 0,
-            id_seed: random_seed(),
+            id_seed: ids::random_seed(),
             pending: String::new(),
             pending_kind: Kind::Content,
         }
     }
 
     /// Rules for markerless calls (bare JSON, fences), `None` when they are never calls.
-    fn markerless_rules(&self) -> Option<CallRules<'_>> {
+    pub(crate) fn markerless_rules(&self) -> Option<CallRules<'_>> {
         let declared = (!self.tools.is_empty()).then_some(self.tools.as_slice());
         match self.f.bare {
             Bare::Never => None,
@@ -235,7 +192,7 @@ impl Scanner {
         }
     }
 
-    fn run_rules(&self, run: Run) -> Option<CallRules<'_>> {
+    pub(crate) fn run_rules(&self, run: Run) -> Option<CallRules<'_>> {
         match run {
             Run::Markerless => self.markerless_rules(),
             Run::Tagged => Some(CallRules {
@@ -355,7 +312,7 @@ impl Scanner {
         self.next_index += 1;
         let id = call
             .id
-            .unwrap_or_else(|| call_id(self.id_seed, index as u64));
+            .unwrap_or_else(|| ids::call_id(self.id_seed, index as u64));
         out.push(Event::CallStart {
             index,
             id,
@@ -368,295 +325,80 @@ impl Scanner {
             arguments: call.arguments,
         });
     }
-
-    fn step_start(&mut self, rest: &str, eof: bool) -> Action {
-        let body = rest.trim_start_matches([' ', '\t', '\r', '\n']);
-        let ws = rest.len() - body.len();
-        if body.starts_with("<think>") {
-            if ws > 0 {
-                return Action::Content(ws);
-            }
-            self.mode = Mode::Reasoning;
-            return Action::Skip("<think>".len());
-        }
-        if !eof && "<think>".starts_with(body) {
-            return Action::Wait;
-        }
-        Action::Mode(Mode::Normal)
-    }
-
-    fn step_normal(&mut self, rest: &str, eof: bool) -> Action {
-        if let Some(run) = self.run {
-            match self.step_run(rest, eof, run) {
-                Some(action) => return action,
-                None => self.run = None,
-            }
-        }
-        let bytes = rest.as_bytes();
-        let fences = self.f.bare != Bare::Never;
-        let mut line_start = self.at_line_start;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if self.interesting[b as usize] || (fences && line_start && b == b'`') {
-                break;
-            }
-            line_start = b == b'\n';
-            i += 1;
-        }
-        if i > 0 {
-            // Interesting bytes are ASCII or UTF-8 lead bytes: `i` is a char boundary.
-            return Action::Content(i);
-        }
-        self.construct_at(rest, eof)
-    }
-
-    /// At an interesting character: a marker, a fence, bare JSON, or just content.
-    fn construct_at(&mut self, rest: &str, eof: bool) -> Action {
-        let mut maybe = false;
-        for k in 0..self.markers.len() {
-            let m = self.markers[k];
-            if rest.starts_with(m.text) {
-                return self.marked(rest, eof, m);
-            }
-            maybe |= !eof && m.text.starts_with(rest);
-        }
-        if maybe {
-            return Action::Wait;
-        }
-        let first = rest.as_bytes()[0];
-        if first == b'`' && self.f.bare != Bare::Never && self.at_line_start {
-            return self.fenced(rest, eof);
-        }
-        if matches!(first, b'{' | b'[') && bare_enabled(self.f.bare, &self.tools) {
-            return self.bare(rest, eof);
-        }
-        Action::Content(rest.chars().next().map_or(1, char::len_utf8))
-    }
-
-    /// A construct introduced by marker `m` at the start of `rest`.
-    fn marked(&mut self, rest: &str, eof: bool, m: Marker) -> Action {
-        let tools = std::mem::take(&mut self.tools);
-        let mut cur = Cur::new(rest, eof, &mut self.open);
-        cur.i = m.text.len();
-        let result = match m.construct {
-            Construct::ToolCallTag => {
-                hermes::tag_block(&mut cur, hermes::TOOL_CALL_END, self.f.xml, &tools)
-            }
-            Construct::ToolsTag => hermes::tag_block(&mut cur, hermes::TOOLS_END, false, &tools),
-            Construct::MistralToolCalls => mistral::after_marker(&mut cur),
-            Construct::PythonTag => llama3_json::after_marker(&mut cur),
-            Construct::QwenFunction => qwen::function_after_marker(&mut cur),
-            _ => deepseek::after_marker(&mut cur),
-        };
-        let end = cur.i;
-        self.tools = tools;
-        match result {
-            Ok(calls) => {
-                if m.construct == Construct::PythonTag {
-                    self.run = Some(Run::Tagged);
-                }
-                Action::Calls(end, calls)
-            }
-            Err(Stop::More) => Action::Wait,
-            Err(Stop::Fail(reason)) => Action::Failed {
-                marker: m.text.len(),
-                closing: m.closing,
-                rejection: Rejection {
-                    construct: m.construct,
-                    reason,
-                },
-            },
-        }
-    }
-
-    /// After a call of a run: another call (separator included), or the run ends (`None`).
-    fn step_run(&mut self, rest: &str, eof: bool, run: Run) -> Option<Action> {
-        let mut open = std::mem::take(&mut self.open);
-        let Some(rules) = self.run_rules(run) else {
-            self.open = open;
-            return None;
-        };
-        let mut cur = Cur::new(rest, eof, &mut open);
-        cur.ws();
-        if matches!(cur.rest().as_bytes().first(), Some(b',' | b';')) {
-            cur.i += 1;
-            cur.ws();
-        }
-        let action = match cur.rest().as_bytes().first() {
-            None if !eof => Some(Action::Wait),
-            Some(b'{' | b'[') => match cur.json() {
-                Err(Stop::More) => Some(Action::Wait),
-                Ok(v) => match json::calls_from_value(&v, rules) {
-                    Ok(calls) => Some(Action::Calls(cur.i, calls)),
-                    Err(_) => None,
-                },
-                Err(Stop::Fail(_)) => None,
-            },
-            _ => None,
-        };
-        self.open = open;
-        action
-    }
-
-    /// Bare JSON at `{` or `[` (contract: "Scanning markerless JSON").
-    fn bare(&mut self, rest: &str, eof: bool) -> Action {
-        let abs = self.base + self.pos;
-        if eof && self.eof_open.contains(&abs) {
-            return Action::Content(1);
-        }
-        let mut open = std::mem::take(&mut self.open);
-        let Some(rules) = self.markerless_rules() else {
-            self.open = open;
-            return Action::Content(1);
-        };
-        let scanned = json::value_at(rest, &mut open);
-        let incomplete = matches!(scanned, Ok(None));
-        let action = match scanned {
-            Ok(None) if !eof => Action::Wait,
-            Ok(None) | Err(_) => Action::Content(1),
-            Ok(Some((v, end))) => match json::calls_from_value(&v, rules) {
-                Ok(calls) => Action::Calls(end, calls),
-                Err(Reason::UndeclaredName) => Action::Rejected(
-                    end,
-                    Rejection {
-                        construct: Construct::BareJson,
-                        reason: Reason::UndeclaredName,
-                    },
-                ),
-                Err(_) => Action::Content(end),
-            },
-        };
-        if eof && incomplete {
-            // Every container still open at the end stays open from its own start too:
-            // remember them so `[[[[…` is not re-scanned once per bracket.
-            self.eof_open.extend(open.iter().map(|&o| abs + o));
-        }
-        self.open = open;
-        if matches!(action, Action::Calls(..)) {
-            self.run = Some(Run::Markerless);
-        }
-        action
-    }
-
-    /// A fence opening at a line start (contract: "Fenced code blocks").
-    fn fenced(&mut self, rest: &str, eof: bool) -> Action {
-        let mut open = std::mem::take(&mut self.open);
-        let tools = std::mem::take(&mut self.tools);
-        let decision = fence::decide(rest, eof, self.f, &tools, &mut open);
-        self.open = open;
-        self.tools = tools;
-        match decision {
-            fence::Decision::NotFence => Action::Content(1),
-            fence::Decision::Wait => Action::Wait,
-            fence::Decision::Content(n) => Action::Content(n),
-            fence::Decision::Rejected(n, reason) => Action::Rejected(
-                n,
-                Rejection {
-                    construct: Construct::Fence,
-                    reason,
-                },
-            ),
-            fence::Decision::Plain(opening) => {
-                self.mode = Mode::PlainFence;
-                Action::Content(opening)
-            }
-            fence::Decision::Calls(n, calls) => Action::Calls(n, calls),
-        }
-    }
-
-    fn step_reasoning(&mut self, rest: &str, eof: bool) -> Action {
-        const END: &str = "</think>";
-        match rest.find(END) {
-            Some(0) => {
-                self.mode = Mode::Normal;
-                Action::Skip(END.len())
-            }
-            Some(at) => Action::Reasoning(at),
-            None if eof => Action::Reasoning(rest.len()),
-            None => match rest.len() - partial_suffix(rest, END) {
-                0 => Action::Wait,
-                n => Action::Reasoning(n),
-            },
-        }
-    }
-
-    fn step_plain_fence(&mut self, rest: &str, eof: bool) -> Action {
-        match fence::closing_line(rest, self.at_line_start) {
-            fence::Closing::At(at) => {
-                self.mode = Mode::Normal;
-                Action::Content(at + fence::FENCE.len())
-            }
-            fence::Closing::Partial(at) if !eof => match at {
-                0 => Action::Wait,
-                n => Action::Content(n),
-            },
-            _ => Action::Content(rest.len()),
-        }
-    }
-
-    fn step_failed(&mut self, rest: &str, eof: bool, closing: Option<&'static str>) -> Action {
-        // The earliest closing tag (inclusive) or opening marker (exclusive).
-        let mut end: Option<(usize, usize)> = None;
-        let mut consider = |at: Option<usize>, len: usize| {
-            if let Some(at) = at {
-                if end.is_none_or(|(e, _)| at < e) {
-                    end = Some((at, len));
-                }
-            }
-        };
-        if let Some(c) = closing {
-            consider(rest.find(c), c.len());
-        }
-        for m in &self.markers {
-            consider(rest.find(m.text), 0);
-        }
-        if let Some((at, len)) = end {
-            self.mode = Mode::Normal;
-            return if at + len == 0 {
-                Action::Mode(Mode::Normal)
-            } else {
-                Action::Content(at + len)
-            };
-        }
-        if eof {
-            self.mode = Mode::Normal;
-            return Action::Content(rest.len());
-        }
-        let mut hold = closing.map_or(0, |c| partial_suffix(rest, c));
-        for m in &self.markers {
-            hold = hold.max(partial_suffix(rest, m.text));
-        }
-        match rest.len() - hold {
-            0 => Action::Wait,
-            n => Action::Content(n),
-        }
-    }
 }
 
-fn bare_enabled(bare: Bare, tools: &[ToolSpec]) -> bool {
-    match bare {
-        Bare::Never => false,
-        Bare::WithTools => !tools.is_empty(),
-        Bare::Always => true,
-    }
+/// The opening markers `f` recognises, with their constructs and closing tags.
+fn markers(f: &Features) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    let mut add = |on: bool, text, construct, closing| {
+        if on {
+            markers.push(Marker {
+                text,
+                construct,
+                closing,
+            })
+        }
+    };
+    add(
+        f.tool_call_tag,
+        hermes::TOOL_CALL,
+        Construct::ToolCallTag,
+        Some(hermes::TOOL_CALL_END),
+    );
+    add(
+        f.tools_tag,
+        hermes::TOOLS,
+        Construct::ToolsTag,
+        Some(hermes::TOOLS_END),
+    );
+    add(
+        f.mistral,
+        mistral::TOOL_CALLS,
+        Construct::MistralToolCalls,
+        None,
+    );
+    add(
+        f.python_tag,
+        llama3_json::PYTHON_TAG,
+        Construct::PythonTag,
+        None,
+    );
+    add(
+        f.qwen_function,
+        qwen::FUNCTION,
+        Construct::QwenFunction,
+        None,
+    );
+    add(
+        f.deepseek,
+        deepseek::BEGIN,
+        Construct::DeepSeekSection,
+        Some(deepseek::END),
+    );
+    markers
 }
 
-/// The length of the longest suffix of `hay` that is a proper prefix of `needle`.
-pub(crate) fn partial_suffix(hay: &str, needle: &str) -> usize {
-    let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    (1..n.len().min(h.len() + 1))
-        .rev()
-        .find(|&k| h.ends_with(&n[..k]))
-        .unwrap_or(0)
+impl Scanner {
+    /// Whether a held construct should be re-examined after `text` was appended: once it
+    /// grew by 1/16, or by 1/128 when `text` holds a byte that can end a construct. Each
+    /// attempt costs O(held), so the total stays linear while calls are still released
+    /// promptly (for typical calls of a few hundred bytes: at the closing character).
+    fn worth_retry(&self, text: &str) -> bool {
+        let grown = self.buf.len() - self.pos - self.held;
+        if grown * 16 >= self.held {
+            return true;
+        }
+        let closing = text
+            .bytes()
+            .any(|b| matches!(b, b'>' | b'}' | b']' | b'`' | b'\n'));
+        closing && grown * 128 >= self.held
+    }
 }
 
 impl ToolParser for Scanner {
     fn push(&mut self, text: &str, out: &mut Vec<Event>) {
         self.buf.push_str(text);
-        let undecided = self.buf.len() - self.pos;
-        // Re-examine a held construct only once it has grown by 1/16 (amortized linear).
-        if self.held > 0 && undecided < self.held + self.held / 16 {
+        if self.held > 0 && !self.worth_retry(text) {
             return;
         }
         self.drive(false, out);
@@ -664,51 +406,5 @@ impl ToolParser for Scanner {
 
     fn finish(&mut self, out: &mut Vec<Event>) {
         self.drive(true, out);
-    }
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x9e37_79b9_7f4a_7c15);
-    h.finish()
-}
-
-/// `call_` plus 24 alphanumerics derived from the per-generation seed and the index.
-fn call_id(seed: u64, index: u64) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut x = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut id = String::with_capacity(29);
-    id.push_str("call_");
-    for _ in 0..24 {
-        // splitmix64 step
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        id.push(ALPHABET[(z % 62) as usize] as char);
-    }
-    id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partial_suffix_finds_marker_prefixes() {
-        assert_eq!(partial_suffix("abc</thi", "</think>"), 5);
-        assert_eq!(partial_suffix("abc", "</think>"), 0);
-        assert_eq!(partial_suffix("</think>", "</think>"), 0);
-        assert_eq!(partial_suffix("x<｜tool", "<｜tool▁calls▁begin｜>"), 8);
-    }
-
-    #[test]
-    fn call_ids_are_distinct_and_openai_shaped() {
-        let a = call_id(7, 0);
-        let b = call_id(7, 1);
-        assert_ne!(a, b);
-        assert!(a.starts_with("call_") && a.len() == 29);
     }
 }

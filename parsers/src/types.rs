@@ -17,15 +17,25 @@ pub enum Event {
     Reasoning(String),
     /// A tool call begins.
     CallStart {
+        /// Position of the call in the output, from 0.
         index: usize,
+        /// `call_…`, or the model's own id where the format carries one.
         id: String,
+        /// The function name.
         name: String,
     },
     /// A fragment of the call's arguments JSON string.
-    CallArgs { index: usize, fragment: String },
+    CallArgs {
+        /// The call this fragment belongs to.
+        index: usize,
+        /// Appended in order, the fragments form the arguments JSON string.
+        fragment: String,
+    },
     /// The call is complete; its arguments as a JSON object.
     CallEnd {
+        /// The call that ended.
         index: usize,
+        /// The parsed arguments (what the fragments encode).
         arguments: Map<String, Value>,
     },
     /// Text began like a call but failed; its text went to `Content` verbatim.
@@ -38,7 +48,9 @@ pub struct ToolCall {
     /// `call_…` (generated), or the model's own id where the format carries one (Mistral
     /// `[CALL_ID]`).
     pub id: String,
+    /// The function name.
     pub name: String,
+    /// The arguments object.
     pub arguments: Map<String, Value>,
 }
 
@@ -81,7 +93,9 @@ pub enum Reason {
 /// A construct that looked like a call but failed. Carries no text: the text is in content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
+    /// What was attempted.
     pub construct: Construct,
+    /// Why it failed.
     pub reason: Reason,
 }
 
@@ -94,6 +108,7 @@ impl std::fmt::Display for Rejection {
 /// A function the request declares: its name and JSON Schema for parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolSpec {
+    /// The function name.
     pub name: String,
     /// The `parameters` JSON Schema (`Value::Null` when absent).
     pub parameters: Value,

@@ -19,8 +19,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> crate::Result<()> {
     let body = read_request(args.request.as_deref())?;
-    let request: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| crate::Error::invalid(format!("the request is not valid JSON: {e}"), None, "invalid_json"))?;
+    let request: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+        crate::Error::invalid(
+            format!("the request is not valid JSON: {e}"),
+            None,
+            "invalid_json",
+        )
+    })?;
     let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
     let gguf = Gguf::open(&resolved.path)?;
     let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;

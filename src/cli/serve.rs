@@ -4,10 +4,19 @@
 //! engine, tokenizer, chat template and tool-call parser.
 
 use super::{ModelArgs, RuntimeArgs};
-use crate::server::{self, AppState, Backend, ServerConfig};
+use crate::api::Tool;
+use crate::engine::{threads, EngineError, EngineOptions, Event, GenerationRequest, Handle};
+use crate::gguf::Gguf;
+use crate::models::ResolvedModel;
+use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfig};
+use crate::template::fim::FimStyle;
+use crate::template::ChatTemplate;
+use crate::tokenizer::Tokenizer;
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+use wick_parsers::{ParserSpec, ToolParser, ToolSpec};
 
 /// Boxed so the `Command` enum stays small (clippy::large_enum_variant).
 #[derive(Debug, Clone, clap::Args)]
@@ -72,6 +81,14 @@ pub fn run(args: Args) -> crate::Result<()> {
         .filter(|o| !o.is_empty())
         .cloned()
         .collect();
+    if let Some(entry) = &resolved.entry {
+        let s = &entry.sampling;
+        let d = &mut config.default_sampling;
+        d.temperature = s.temperature.unwrap_or(d.temperature);
+        d.top_p = s.top_p.unwrap_or(d.top_p);
+        d.top_k = s.top_k.or(d.top_k);
+        d.repetition_penalty = s.repetition_penalty.unwrap_or(d.repetition_penalty);
+    }
     let state = AppState::loading(config);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,11 +98,7 @@ pub fn run(args: Args) -> crate::Result<()> {
     runtime.block_on(serve(args, resolved, state))
 }
 
-async fn serve(
-    args: ServeArgs,
-    model: crate::models::ResolvedModel,
-    state: AppState,
-) -> crate::Result<()> {
+async fn serve(args: ServeArgs, model: ResolvedModel, state: AppState) -> crate::Result<()> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -98,14 +111,22 @@ async fn serve(
     tracing::info!(model = %state.config().model_id, path = %model.path.display(), "loading the model in the background");
 
     let loader_state = state.clone();
-    let loader = tokio::task::spawn_blocking(move || match load_backend(&args, &model) {
-        Ok(backend) => {
-            tracing::info!("model loaded; ready");
-            loader_state.set_ready(backend);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the model failed to load");
-            loader_state.set_failed(e.to_string());
+    let loader = tokio::spawn(async move {
+        let loading = tokio::task::spawn_blocking(move || load_backend(&args, &model));
+        match loading.await {
+            Ok(Ok(backend)) => {
+                tracing::info!("model loaded; ready");
+                loader_state.set_ready(backend);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the model failed to load");
+                loader_state.set_failed(e.to_string());
+            }
+            // A bug in a loader must not leave the server "loading" forever.
+            Err(e) => {
+                tracing::error!(error = %e, "the model loader crashed");
+                loader_state.set_failed(format!("the model loader crashed: {e}"));
+            }
         }
     });
 
@@ -126,6 +147,7 @@ fn init_logging() {
     // Another subscriber may be set already (tests); that one is kept.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -153,14 +175,203 @@ async fn shutdown_signal() {
     }
 }
 
+/// Context size when neither `--ctx-size` nor models.toml says otherwise (capped by the
+/// model's training context).
+const DEFAULT_CTX: usize = 4096;
+
 /// Loads the model and builds the backend the handlers use.
-fn load_backend(
-    _args: &ServeArgs,
-    model: &crate::models::ResolvedModel,
-) -> crate::Result<Arc<dyn Backend>> {
-    let _gguf = crate::gguf::Gguf::open(&model.path)?;
-    // The engine, tokenizer, template and parser seams are composed here once they land.
-    Err(Error::Usage(
-        "this build has no inference engine yet (engine, tokenizer, template and parsers are being merged)".into(),
-    ))
+fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Arc<dyn Backend>> {
+    threads::configure(args.runtime.threads);
+    let mut gguf = Gguf::open(&model.path)?;
+    let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
+    let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
+    let specials: Vec<&str> = tokenizer.special_tokens().iter().map(|(_, t)| *t).collect();
+    let parser = pick_parser(args, model, template.source(), &specials)?;
+    let fim = FimStyle::detect(&specials).map(|style| {
+        let stop_ids = style
+            .stop_tokens()
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        (style, stop_ids)
+    });
+    let device = device_from_str(&args.runtime.device)?;
+    let loaded = crate::model::load(&mut gguf, &device)?;
+    drop(gguf);
+    let train_ctx = loaded.info().train_ctx.max(1);
+    let ctx = args
+        .runtime
+        .ctx_size
+        .or(model.entry.as_ref().and_then(|e| e.ctx_size))
+        .unwrap_or(DEFAULT_CTX.min(train_ctx));
+    tracing::info!(
+        ctx,
+        parser = parser.name,
+        fim = fim.as_ref().map(|f| f.0.name()),
+        parallel = args.parallel,
+        max_queue = args.max_queue,
+        "engine settings"
+    );
+    let handle = Handle::start(
+        loaded,
+        tokenizer.clone(),
+        EngineOptions {
+            parallel: args.parallel,
+            max_queue: args.max_queue,
+            ctx_size: ctx,
+        },
+    )?;
+    Ok(Arc::new(ModelBackend {
+        handle,
+        tokenizer,
+        template,
+        fim,
+        parser,
+    }))
+}
+
+/// `--tool-parser`, else the models.toml entry's, else the one the template calls for,
+/// else `auto` (which reads every format).
+fn pick_parser(
+    args: &ServeArgs,
+    model: &ResolvedModel,
+    template: &str,
+    specials: &[&str],
+) -> crate::Result<&'static ParserSpec> {
+    let chosen = args
+        .tool_parser
+        .clone()
+        .or_else(|| model.entry.as_ref().and_then(|e| e.tool_parser.clone()));
+    let name = match chosen.as_deref() {
+        Some("auto") | None => match wick_parsers::detect_parser(template, specials) {
+            Some(d) if chosen.is_none() => {
+                tracing::info!(
+                    parser = d.parser,
+                    marker = d.evidence.marker,
+                    "tool parser detected"
+                );
+                d.parser.to_owned()
+            }
+            _ => "auto".to_owned(),
+        },
+        Some(n) => n.to_owned(),
+    };
+    wick_parsers::by_name(&name).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// `--device cpu|cuda[:N]|metal`.
+fn device_from_str(s: &str) -> crate::Result<candle_core::Device> {
+    use candle_core::Device;
+    let bad = |e: candle_core::Error| Error::Usage(format!("device '{s}' is not available: {e}"));
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).map_err(bad),
+        "cuda" => Device::new_cuda(0).map_err(bad),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
+            _ => Err(Error::Usage(format!(
+                "invalid device '{s}' (expected cpu, cuda, cuda:N or metal)"
+            ))),
+        },
+    }
+}
+
+/// The loaded model as the server sees it.
+struct ModelBackend {
+    handle: Handle,
+    tokenizer: Arc<Tokenizer>,
+    template: ChatTemplate,
+    fim: Option<(FimStyle, Vec<u32>)>,
+    parser: &'static ParserSpec,
+}
+
+impl Backend for ModelBackend {
+    fn ctx_size(&self) -> usize {
+        self.handle.ctx_size()
+    }
+
+    fn render_chat(&self, request: &serde_json::Value) -> crate::Result<String> {
+        Ok(self.template.render(request)?)
+    }
+
+    fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {
+        self.fim
+            .as_ref()
+            .map(|(style, stop)| (style.build(prefix, suffix), stop.clone()))
+    }
+
+    fn parser_name(&self) -> &str {
+        self.parser.name
+    }
+
+    fn new_parser(&self, tools: &[Tool]) -> Box<dyn CallParser> {
+        let specs: Vec<ToolSpec> = tools
+            .iter()
+            .map(|t| ToolSpec {
+                name: t.function.name.clone(),
+                parameters: t
+                    .function
+                    .parameters
+                    .clone()
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        Box::new(ParserAdapter {
+            inner: (self.parser.new)(&specs),
+            events: Vec::new(),
+        })
+    }
+
+    fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError> {
+        self.handle.submit(request)
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.handle.queue_depth()
+    }
+
+    fn active(&self) -> usize {
+        self.handle.active()
+    }
+}
+
+/// Maps the parser crate's events onto the server's.
+struct ParserAdapter {
+    inner: Box<dyn ToolParser>,
+    /// Reused between pushes.
+    events: Vec<wick_parsers::Event>,
+}
+
+impl ParserAdapter {
+    fn drain(&mut self, out: &mut Vec<ParseEvent>) {
+        use wick_parsers::Event as P;
+        for ev in self.events.drain(..) {
+            out.push(match ev {
+                P::Content(t) => ParseEvent::Content(t),
+                P::Reasoning(t) => ParseEvent::Reasoning(t),
+                P::CallStart { id, name, .. } => ParseEvent::CallStart { id: Some(id), name },
+                P::CallArgs { fragment, .. } => ParseEvent::CallArguments(fragment),
+                P::CallEnd { .. } => continue,
+                P::Rejected(r) => ParseEvent::Rejected {
+                    reason: r.to_string(),
+                },
+            });
+        }
+    }
+}
+
+impl CallParser for ParserAdapter {
+    fn push(&mut self, text: &str, out: &mut Vec<ParseEvent>) {
+        self.inner.push(text, &mut self.events);
+        self.drain(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<ParseEvent>) {
+        self.inner.finish(&mut self.events);
+        self.drain(out);
+    }
 }

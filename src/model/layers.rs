@@ -320,8 +320,20 @@ mod tests {
         let x = Tensor::new(&[[[[1f32, 0., 0., 0.]]]], &Device::Cpu).unwrap();
         let neox = Rope::new(4, 1.0, 2, RopeStyle::NeoX, &Device::Cpu).unwrap();
         let normal = Rope::new(4, 1.0, 2, RopeStyle::Normal, &Device::Cpu).unwrap();
-        let a: Vec<f32> = neox.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = normal.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a: Vec<f32> = neox
+            .apply(&x, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = normal
+            .apply(&x, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let (c, s) = (1f32.cos(), 1f32.sin());
         assert!((a[0] - c).abs() < 1e-6 && (a[2] - s).abs() < 1e-6 && a[1] == 0.0);
         assert!((b[0] - c).abs() < 1e-6 && (b[1] - s).abs() < 1e-6 && b[2] == 0.0);

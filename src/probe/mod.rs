@@ -9,7 +9,10 @@
 //! or the engine's worker internals.
 
 pub mod cases;
+pub mod live;
+pub mod parsing;
 pub mod report;
+pub mod run;
 pub mod schema;
 pub mod score;
 
@@ -33,6 +36,8 @@ pub enum ProbeError {
         best_false: usize,
         expected: usize,
     },
+    #[error(transparent)]
+    Parsers(#[from] wick_parsers::Error),
     #[error("no tool-call parser reads a correct call from this model's output (see the raw outputs above)")]
     NoParserReadsCalls,
 }

@@ -23,7 +23,8 @@ pub struct Detection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateFormat {
     pub text: String,
-    /// Parsers that read exactly the rendered call (name and arguments) from it.
+    /// Parsers that read exactly the rendered call (name and arguments) from it, leaving no
+    /// text over.
     pub read_by: Vec<&'static str>,
 }
 
@@ -81,6 +82,8 @@ impl Report {
 }
 
 const LABEL_WIDTH: usize = 11;
+/// The text report fits a 100-column terminal.
+const WIDTH: usize = 100;
 
 fn cell_text(c: &Cell) -> String {
     let mark = match c.verdict() {
@@ -204,7 +207,35 @@ fn matrix(out: &mut String, r: &Report) {
     }
 }
 
+/// Appends `text` as lines of at most `WIDTH` columns; continuation lines get `indent`.
+fn wrapped(out: &mut String, text: &str, indent: &str) {
+    let mut col = 0;
+    for (i, word) in text.split(' ').enumerate() {
+        let len = word.chars().count();
+        if i > 0 && col + 1 + len > WIDTH {
+            out.push('\n');
+            out.push_str(indent);
+            col = indent.len();
+        } else if i > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += len;
+    }
+    out.push('\n');
+}
+
 fn recommendation_text(out: &mut String, r: &Report) {
+    let mut para = String::new();
+    recommendation_paragraphs(&mut para, r);
+    for line in para.lines() {
+        let indent = if line.starts_with("  ") { "    " } else { "  " };
+        wrapped(out, line, indent);
+    }
+}
+
+fn recommendation_paragraphs(out: &mut String, r: &Report) {
     let expected = r.expected_calls();
     let rec = &r.recommendation;
     match rec.parser {
@@ -222,7 +253,12 @@ fn recommendation_text(out: &mut String, r: &Report) {
                 t.correct, t.false_calls
             );
             if !rec.ties.is_empty() {
-                let _ = write!(out, "; equally good: {}", rec.ties.join(", "));
+                let _ = write!(
+                    out,
+                    "; equally good: {}; {best} is chosen because {}",
+                    rec.ties.join(", "),
+                    tie_break_reason(r, best)
+                );
             }
             out.push('\n');
             if rec.with_false_calls {
@@ -265,6 +301,34 @@ fn recommendation_text(out: &mut String, r: &Report) {
     problems(out, r);
 }
 
+/// Why the recommended parser won over the ones that score the same (see `score`).
+fn tie_break_reason(r: &Report, best: &str) -> String {
+    let reads = |p: &str| {
+        r.template_format
+            .as_ref()
+            .is_some_and(|f| f.read_by.contains(&p))
+    };
+    let detected = |p: &str| r.detection.as_ref().is_some_and(|d| d.parser == p);
+    let ties = &r.recommendation.ties;
+    let mut why = Vec::new();
+    if reads(best) && ties.iter().any(|t| !reads(t)) {
+        why.push("it reads the call format the template teaches");
+    }
+    if detected(best) {
+        why.push("the template implies it");
+    }
+    if ties.contains(&"auto") && best != "auto" {
+        why.push("it turns less text into calls than auto");
+    }
+    if why.is_empty() {
+        why.push("it comes first in the registry");
+    }
+    match why.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => why.join(""),
+    }
+}
+
 /// Why calls were false, for the recommended parser and the parser under test.
 fn problems(out: &mut String, r: &Report) {
     let mut shown: Vec<&str> = Vec::new();
@@ -290,15 +354,17 @@ fn problems(out: &mut String, r: &Report) {
 
 fn raw_outputs(out: &mut String, r: &Report) {
     for p in r.unread_prompts() {
-        let _ = writeln!(
-            out,
-            "\nno parser read the expected call on '{}' ({}; wants {}). Raw output ({} tokens, {}):",
+        let header = format!(
+            "no parser read the expected call on '{}' ({}; wants {}). Raw output ({} tokens, \
+             finish reason {}):",
             p.case.id,
             p.case.tests,
             p.case.expected.join(", "),
             p.completion_tokens,
             p.finish_reason
         );
+        out.push('\n');
+        wrapped(out, &header, "  ");
         for line in p.output.lines() {
             let _ = writeln!(out, "  | {line}");
         }

@@ -91,7 +91,12 @@ impl Assembler {
         self.dropped
     }
 
-    fn start_call(&mut self, name: String, out: &mut Vec<Delta>) -> Option<usize> {
+    fn start_call(
+        &mut self,
+        id: Option<String>,
+        name: String,
+        out: &mut Vec<Delta>,
+    ) -> Option<usize> {
         if self.max_calls.is_some_and(|m| self.calls >= m) {
             self.dropped += 1;
             tracing::warn!(name = %name, "dropping a tool call past the allowed number of calls");
@@ -101,7 +106,7 @@ impl Assembler {
         self.calls += 1;
         out.push(Delta::CallStart {
             index,
-            id: call_id(),
+            id: id.unwrap_or_else(call_id),
             name,
         });
         Some(index)
@@ -116,15 +121,15 @@ impl Assembler {
                 ParseEvent::Reasoning(t) if !t.is_empty() => out.push(Delta::Reasoning(t)),
                 ParseEvent::Content(_) | ParseEvent::Reasoning(_) => {}
                 ParseEvent::Call { name, arguments } => {
-                    if let Some(index) = self.start_call(name, out) {
+                    if let Some(index) = self.start_call(None, name, out) {
                         out.push(Delta::CallArguments {
                             index,
                             text: arguments,
                         });
                     }
                 }
-                ParseEvent::CallStart { name } => {
-                    self.skipping = self.start_call(name, out).is_none();
+                ParseEvent::CallStart { id, name } => {
+                    self.skipping = self.start_call(id, name, out).is_none();
                 }
                 ParseEvent::CallArguments(text) => {
                     if !self.skipping && self.calls > 0 {
@@ -245,7 +250,10 @@ mod tests {
                     Some(rest) => {
                         let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
                         if self.split_args {
-                            out.push(ParseEvent::CallStart { name: name.into() });
+                            out.push(ParseEvent::CallStart {
+                                id: None,
+                                name: name.into(),
+                            });
                             for c in args.chars() {
                                 out.push(ParseEvent::CallArguments(c.to_string()));
                             }

@@ -22,8 +22,10 @@ pub enum ParseEvent {
         name: String,
         arguments: String,
     },
-    /// The start of a call whose arguments follow as `CallArguments` fragments.
+    /// The start of a call whose arguments follow as `CallArguments` fragments; `id` when
+    /// the parser gives one (the model's own, or one it generated).
     CallStart {
+        id: Option<String>,
         name: String,
     },
     CallArguments(String),
@@ -100,8 +102,9 @@ pub trait Backend: Send + Sync {
     fn render_chat(&self, request: &Value) -> Result<String, Error>;
     /// Tokenizes a prompt; special-token text becomes the special token, BOS per the GGUF.
     fn encode(&self, text: &str) -> Result<Vec<u32>, Error>;
-    /// The fill-in-the-middle prompt for this model, or `None` when it has no FIM tokens.
-    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<String>;
+    /// The fill-in-the-middle prompt for this model and the extra stop ids that end a
+    /// middle, or `None` when it has no FIM tokens.
+    fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)>;
     /// The name of the tool-call parser in use (`hermes`, `qwen`, …).
     fn parser_name(&self) -> &str;
     /// A fresh parser for one response.

@@ -4,6 +4,7 @@
 
 use super::backend::Backend;
 use super::metrics::{Gauges, Metrics};
+use crate::engine::SamplingParams;
 use crate::Error;
 use std::sync::{Arc, RwLock};
 
@@ -20,6 +21,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// `max_tokens` when a request gives none (`None`: the rest of the context).
     pub default_max_tokens: Option<usize>,
+    /// Sampling for fields a request leaves out (models.toml, else OpenAI's defaults).
+    pub default_sampling: SamplingParams,
 }
 
 impl ServerConfig {
@@ -30,6 +33,7 @@ impl ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             cors_origins: Vec::new(),
             default_max_tokens: None,
+            default_sampling: super::validate::openai_sampling(),
         }
     }
 }

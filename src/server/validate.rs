@@ -124,13 +124,12 @@ pub struct SamplingFields {
     pub seed: Option<i64>,
 }
 
-pub fn sampling(f: SamplingFields) -> Result<SamplingParams, Error> {
-    let mut s = SamplingParams::default();
+/// The request's sampling fields over `base` (the model's defaults from models.toml, else
+/// OpenAI's: temperature 1).
+pub fn sampling(f: SamplingFields, base: &SamplingParams) -> Result<SamplingParams, Error> {
+    let mut s = base.clone();
     if let Some(t) = range("temperature", f.temperature, 0.0, 2.0)? {
         s.temperature = t;
-    } else {
-        // OpenAI's default temperature is 1; editors that want determinism send 0.
-        s.temperature = 1.0;
     }
     if let Some(p) = range("top_p", f.top_p, 0.0, 1.0)? {
         if p == 0.0 {
@@ -442,7 +441,19 @@ fn json_object_format(format: Option<&Value>) -> Result<bool, Error> {
     }
 }
 
-pub fn chat(req: &ChatRequest, served_model: &str) -> Result<ChatPlan, Error> {
+/// OpenAI's defaults, for a model without its own: temperature 1, no truncation.
+pub fn openai_sampling() -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        ..SamplingParams::default()
+    }
+}
+
+pub fn chat(
+    req: &ChatRequest,
+    served_model: &str,
+    base: &SamplingParams,
+) -> Result<ChatPlan, Error> {
     check_model(req.model.as_deref(), served_model)?;
     reject_extra(&req.extra)?;
     check_n(req.n)?;
@@ -473,16 +484,19 @@ pub fn chat(req: &ChatRequest, served_model: &str) -> Result<ChatPlan, Error> {
         Some(_) => max_tokens("max_completion_tokens", req.max_completion_tokens)?,
         None => max_tokens("max_tokens", req.max_tokens)?,
     };
-    let sampling = sampling(SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        repetition_penalty: req.repetition_penalty,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        seed: req.seed,
-    })?;
+    let sampling = sampling(
+        SamplingFields {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            repetition_penalty: req.repetition_penalty,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            seed: req.seed,
+        },
+        base,
+    )?;
     let max_calls = match (req.parallel_tool_calls, &tool_mode) {
         (_, ToolMode::Forced(_)) | (Some(false), _) => Some(1),
         _ => None,
@@ -517,7 +531,11 @@ fn prompt_text(prompt: &Prompt) -> Result<String, Error> {
     }
 }
 
-pub fn completion(req: &CompletionRequest, served_model: &str) -> Result<CompletionPlan, Error> {
+pub fn completion(
+    req: &CompletionRequest,
+    served_model: &str,
+    base: &SamplingParams,
+) -> Result<CompletionPlan, Error> {
     check_model(req.model.as_deref(), served_model)?;
     reject_extra(&req.extra)?;
     check_n(req.n)?;
@@ -534,16 +552,19 @@ pub fn completion(req: &CompletionRequest, served_model: &str) -> Result<Complet
         Some(_) => return Err(unsupported("logprobs", "logprobs are not supported yet")),
     }
     let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
-    let sampling = sampling(SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        repetition_penalty: req.repetition_penalty,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        seed: req.seed,
-    })?;
+    let sampling = sampling(
+        SamplingFields {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            repetition_penalty: req.repetition_penalty,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            seed: req.seed,
+        },
+        base,
+    )?;
     Ok(CompletionPlan {
         common: Common {
             stream,
@@ -593,7 +614,7 @@ mod tests {
             Ok(r) => r,
             Err(e) => panic!("did not parse: {e}"),
         };
-        match chat(&req, "m") {
+        match chat(&req, "m", &openai_sampling()) {
             Ok(_) => panic!("accepted {body}"),
             Err(e) => {
                 let s = e.shape();
@@ -604,7 +625,7 @@ mod tests {
 
     fn chat_ok(body: Value) -> ChatPlan {
         let req: ChatRequest = parse_body(body.to_string().as_bytes()).unwrap();
-        chat(&req, "m").unwrap()
+        chat(&req, "m", &openai_sampling()).unwrap()
     }
 
     fn user() -> Value {
@@ -776,7 +797,7 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        let e = chat(&req, "m").unwrap_err();
+        let e = chat(&req, "m", &openai_sampling()).unwrap_err();
         assert_eq!(e.shape().status, 404);
         assert_eq!(e.shape().code.as_deref(), Some("model_not_found"));
     }
@@ -856,7 +877,7 @@ mod tests {
     fn completion_prompts() {
         let ok = |b: Value| {
             let r: CompletionRequest = parse_body(b.to_string().as_bytes()).unwrap();
-            completion(&r, "m")
+            completion(&r, "m", &openai_sampling())
         };
         let p = ok(json!({"prompt": "def f(", "suffix": "\n", "max_tokens": 8})).unwrap();
         assert_eq!(

@@ -27,11 +27,27 @@ impl Clock {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const WEEKDAYS: [&str; 7] = [
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
 ];
 
 /// Python's `datetime.strftime` for `%d %m %Y %y %b %B %a %A %H %I %M %S %p %j %%` in UTC;
@@ -106,7 +122,11 @@ mod tests {
         let cases = [
             (0, "%Y-%m-%d %H:%M:%S %a", "1970-01-01 00:00:00 Thu"),
             (1_700_000_000, "%d %b %Y", "14 Nov 2023"),
-            (1_709_210_096, "%B %d, %Y %I:%M %p %j", "February 29, 2024 12:34 PM 060"),
+            (
+                1_709_210_096,
+                "%B %d, %Y %I:%M %p %j",
+                "February 29, 2024 12:34 PM 060",
+            ),
             (951_782_400, "%A %y %%", "Tuesday 00 %"),
         ];
         for (t, fmt, want) in cases {

@@ -16,10 +16,11 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 /// The name the chat template is stored under in its environment.
 pub const TEMPLATE_NAME: &str = "chat_template";
 
-/// Instructions one render may execute. Real templates need well under 1% of this for long
-/// conversations with many tools (see the golden tests); a hostile loop runs out in about a
-/// second instead of hanging a worker.
-pub const FUEL: u64 = 20_000_000;
+/// Work one render may do, in minijinja fuel: one per instruction, plus one per 64 bytes of
+/// data created, so it also bounds memory (about 128 MB of strings). A 1000-message
+/// conversation with 64 tools uses about 23,000; a hostile loop or a string doubled in a loop
+/// stops within a second instead of hanging a worker or exhausting memory.
+pub const FUEL: u64 = 2_000_000;
 
 /// Nesting depth of macro calls / includes; real templates stay in single digits.
 const RECURSION_LIMIT: usize = 200;
@@ -51,8 +52,10 @@ pub fn build(source: &str, clock: Clock) -> Result<Environment<'static>, Error> 
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION_LIMIT);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(python_method);
     env.set_formatter(format_like_python);
+    env.add_test("iterable", is_iterable);
+    env.add_test("sequence", is_sequence);
     env.add_filter("tojson", tojson);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", move |format: &str| -> String {
@@ -79,6 +82,68 @@ fn format_like_python(
     written.map_err(|_| Error::new(ErrorKind::WriteFailure, "output limit reached"))
 }
 
+/// Python methods on values: pycompat's set, plus `str.rsplit` which it lacks.
+fn python_method(
+    state: &mut minijinja::State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if let (Some(s), "rsplit") = (value.as_str(), method) {
+        let (sep, maxsplit): (Option<&str>, Option<i64>) = minijinja::value::from_args(args)?;
+        return Ok(rsplit(s, sep, maxsplit.filter(|m| *m >= 0)));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// `str.rsplit(sep=None, maxsplit=-1)`: without `sep`, splits on runs of whitespace.
+fn rsplit(s: &str, sep: Option<&str>, maxsplit: Option<i64>) -> Value {
+    let limit = maxsplit.map(|m| m as usize + 1).unwrap_or(usize::MAX);
+    let mut parts: Vec<Value> = match sep {
+        Some(sep) if !sep.is_empty() => s.rsplitn(limit, sep).map(Value::from).collect(),
+        _ => {
+            let trimmed = s.trim_end();
+            let mut out = Vec::new();
+            let mut rest = trimmed;
+            while !rest.is_empty() {
+                if out.len() + 1 == limit {
+                    out.push(Value::from(rest));
+                    break;
+                }
+                match rest.rfind(char::is_whitespace) {
+                    Some(i) => {
+                        let ws = rest[i..].chars().next().map_or(1, char::len_utf8);
+                        out.push(Value::from(&rest[i + ws..]));
+                        rest = rest[..i].trim_end();
+                    }
+                    None => {
+                        out.push(Value::from(rest));
+                        break;
+                    }
+                }
+            }
+            out
+        }
+    };
+    parts.reverse();
+    Value::from(parts)
+}
+
+/// jinja2's `iterable` is `iter(x)` succeeding: `None` is not iterable (minijinja iterates
+/// it as empty), undefined is (jinja2's `Undefined` iterates as empty).
+fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// jinja2's `sequence` is "has `len()` and `[]`": strings and dicts too, not only lists.
+fn is_sequence(value: &Value) -> bool {
+    value.is_undefined()
+        || matches!(
+            value.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map
+        )
+}
+
 /// HF's `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
 fn tojson(
     value: &Value,
@@ -100,26 +165,33 @@ fn tojson(
             ValueKind::String => indent.as_str().unwrap_or_default().to_owned(),
             _ => {
                 let n = i64::try_from(indent.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int or a string")
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent must be an int or a string",
+                    )
                 })?;
                 " ".repeat(n.clamp(0, 64) as usize)
             }
         });
         style.item_sep = ",".into();
     }
-    if let Some(seps) = kwargs.get::<Option<Value>>("separators")?.filter(|s| !s.is_none()) {
-        let (item, key): (String, String) = match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
-            (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
-                i.as_str().unwrap_or_default().to_owned(),
-                k.as_str().unwrap_or_default().to_owned(),
-            ),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    "tojson: separators must be a pair of strings",
-                ))
-            }
-        };
+    if let Some(seps) = kwargs
+        .get::<Option<Value>>("separators")?
+        .filter(|s| !s.is_none())
+    {
+        let (item, key): (String, String) =
+            match (seps.get_item_by_index(0), seps.get_item_by_index(1)) {
+                (Ok(i), Ok(k)) if i.as_str().is_some() && k.as_str().is_some() => (
+                    i.as_str().unwrap_or_default().to_owned(),
+                    k.as_str().unwrap_or_default().to_owned(),
+                ),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: separators must be a pair of strings",
+                    ))
+                }
+            };
         style.item_sep = item;
         style.key_sep = key;
     }
@@ -171,9 +243,17 @@ fn neutralize_generation_tags(source: &str) -> String {
 /// Splits `-`/`+` whitespace modifiers off a tag's inside: `"- generation -"` →
 /// `("-", " generation ", "-")`.
 fn split_modifiers(inner: &str) -> (&str, &str, &str) {
-    let lead = if inner.starts_with(['-', '+']) { &inner[..1] } else { "" };
+    let lead = if inner.starts_with(['-', '+']) {
+        &inner[..1]
+    } else {
+        ""
+    };
     let inner = &inner[lead.len()..];
-    let trail = if inner.ends_with(['-', '+']) { &inner[inner.len() - 1..] } else { "" };
+    let trail = if inner.ends_with(['-', '+']) {
+        &inner[inner.len() - 1..]
+    } else {
+        ""
+    };
     (lead, &inner[..inner.len() - trail.len()], trail)
 }
 
@@ -183,7 +263,8 @@ mod tests {
 
     fn render(source: &str, ctx: serde_json::Value) -> Result<String, Error> {
         let env = build(source, Clock::Fixed(1_700_000_000))?;
-        env.get_template(TEMPLATE_NAME)?.render(Value::from(minijinja::value::Serde(ctx)))
+        env.get_template(TEMPLATE_NAME)?
+            .render(Value::from(minijinja::value::Serde(ctx)))
     }
 
     #[test]
@@ -200,7 +281,9 @@ mod tests {
             ("{% if true %}\n  x\n{% endif %}\n", serde_json::json!({}), "  x\n"),
             ("  {% if true %}\nx{% endif %}", serde_json::json!({}), "x"),
             ("{{ strftime_now('%d %b %Y') }}", serde_json::json!({}), "14 Nov 2023"),
+            ("{{ 'aXbXc'.rsplit('X', 1) }}{{ ' a  b c '.rsplit(none, 1) }}{{ 'a b'.rsplit() }}", serde_json::json!({}), "['aXb', 'c'][' a  b', 'c']['a', 'b']"),
             ("{% generation %}a{% endgeneration %}", serde_json::json!({}), "a"),
+            ("{{ x is iterable }}{{ y is iterable }}{{ 'a' is sequence }}{{ {} is sequence }}{{ 1 is sequence }}", serde_json::json!({"x": null, "y": []}), "FalseTrueTrueTrueFalse"),
         ];
         for (src, ctx, want) in cases {
             assert_eq!(render(src, ctx).unwrap(), want, "{src}");
@@ -209,7 +292,11 @@ mod tests {
 
     #[test]
     fn raise_exception_carries_the_message() {
-        let err = render("{{ raise_exception('roles must alternate') }}", serde_json::json!({})).unwrap_err();
+        let err = render(
+            "{{ raise_exception('roles must alternate') }}",
+            serde_json::json!({}),
+        )
+        .unwrap_err();
         let mut source: Option<&dyn std::error::Error> = Some(&err);
         let mut found = None;
         while let Some(e) = source {

@@ -22,9 +22,18 @@ pub enum FimStyle {
 /// Marker tokens that identify a style; all of them must be in the vocabulary. Checked in
 /// this order: the first complete set wins.
 const SIGNATURES: &[(FimStyle, &[&str])] = &[
-    (FimStyle::Qwen, &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]),
-    (FimStyle::StarCoder, &["<fim_prefix>", "<fim_suffix>", "<fim_middle>"]),
-    (FimStyle::DeepSeek, &["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"]),
+    (
+        FimStyle::Qwen,
+        &["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
+    ),
+    (
+        FimStyle::StarCoder,
+        &["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+    ),
+    (
+        FimStyle::DeepSeek,
+        &["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+    ),
     (FimStyle::CodeLlama, &["▁<PRE>", "▁<SUF>", "▁<MID>"]),
     (FimStyle::CodeLlama, &["<PRE>", "<SUF>", "<MID>"]),
     (FimStyle::Codestral, &["[PREFIX]", "[SUFFIX]"]),
@@ -34,7 +43,10 @@ impl FimStyle {
     /// The style whose marker tokens are all in `tokens`, if any.
     pub fn detect<S: AsRef<str>>(tokens: &[S]) -> Option<FimStyle> {
         // Mark which markers occur in one pass over the (large) vocabulary.
-        let markers: Vec<&str> = SIGNATURES.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        let markers: Vec<&str> = SIGNATURES
+            .iter()
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect();
         let mut seen = vec![false; markers.len()];
         for token in tokens {
             let token = token.as_ref();
@@ -72,7 +84,9 @@ impl FimStyle {
         match self {
             FimStyle::Qwen => format!("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"),
             FimStyle::StarCoder => format!("<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"),
-            FimStyle::DeepSeek => format!("<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>"),
+            FimStyle::DeepSeek => {
+                format!("<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>")
+            }
             FimStyle::CodeLlama => format!("<PRE> {prefix} <SUF>{suffix} <MID>"),
             FimStyle::Codestral => format!("[SUFFIX]{suffix}[PREFIX]{prefix}"),
         }
@@ -100,7 +114,13 @@ impl FimStyle {
                 "<fim_suffix>",
                 "<fim_middle>",
             ],
-            FimStyle::DeepSeek => &["<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+            FimStyle::DeepSeek => &[
+                "<｜end▁of▁sentence｜>",
+                "<|EOT|>",
+                "<｜fim▁begin｜>",
+                "<｜fim▁hole｜>",
+                "<｜fim▁end｜>",
+            ],
             FimStyle::CodeLlama => &["▁<EOT>", "<EOT>", "</s>"],
             FimStyle::Codestral => &["</s>", "[PREFIX]", "[SUFFIX]"],
         }
@@ -114,11 +134,32 @@ mod tests {
     #[test]
     fn detects_style_from_vocabulary() {
         let cases: &[(&[&str], Option<FimStyle>)] = &[
-            (&["a", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<fim_prefix>"], Some(FimStyle::Qwen)),
-            (&["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>"], Some(FimStyle::StarCoder)),
-            (&["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"], Some(FimStyle::DeepSeek)),
-            (&["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"], Some(FimStyle::CodeLlama)),
-            (&["[PREFIX]", "[SUFFIX]", "[INST]"], Some(FimStyle::Codestral)),
+            (
+                &[
+                    "a",
+                    "<|fim_prefix|>",
+                    "<|fim_middle|>",
+                    "<|fim_suffix|>",
+                    "<fim_prefix>",
+                ],
+                Some(FimStyle::Qwen),
+            ),
+            (
+                &["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>"],
+                Some(FimStyle::StarCoder),
+            ),
+            (
+                &["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+                Some(FimStyle::DeepSeek),
+            ),
+            (
+                &["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"],
+                Some(FimStyle::CodeLlama),
+            ),
+            (
+                &["[PREFIX]", "[SUFFIX]", "[INST]"],
+                Some(FimStyle::Codestral),
+            ),
             (&["<|fim_prefix|>", "<|fim_suffix|>"], None),
             (&["<|im_start|>", "<|im_end|>"], None),
         ];
@@ -131,11 +172,26 @@ mod tests {
     fn builds_prompts_keeping_whitespace() {
         let (p, s) = ("def f():\n    ", "\n    return x\n");
         let cases = [
-            (FimStyle::Qwen, "<|fim_prefix|>def f():\n    <|fim_suffix|>\n    return x\n<|fim_middle|>"),
-            (FimStyle::StarCoder, "<fim_prefix>def f():\n    <fim_suffix>\n    return x\n<fim_middle>"),
-            (FimStyle::DeepSeek, "<｜fim▁begin｜>def f():\n    <｜fim▁hole｜>\n    return x\n<｜fim▁end｜>"),
-            (FimStyle::CodeLlama, "<PRE> def f():\n     <SUF>\n    return x\n <MID>"),
-            (FimStyle::Codestral, "[SUFFIX]\n    return x\n[PREFIX]def f():\n    "),
+            (
+                FimStyle::Qwen,
+                "<|fim_prefix|>def f():\n    <|fim_suffix|>\n    return x\n<|fim_middle|>",
+            ),
+            (
+                FimStyle::StarCoder,
+                "<fim_prefix>def f():\n    <fim_suffix>\n    return x\n<fim_middle>",
+            ),
+            (
+                FimStyle::DeepSeek,
+                "<｜fim▁begin｜>def f():\n    <｜fim▁hole｜>\n    return x\n<｜fim▁end｜>",
+            ),
+            (
+                FimStyle::CodeLlama,
+                "<PRE> def f():\n     <SUF>\n    return x\n <MID>",
+            ),
+            (
+                FimStyle::Codestral,
+                "[SUFFIX]\n    return x\n[PREFIX]def f():\n    ",
+            ),
         ];
         for (style, want) in cases {
             assert_eq!(style.build(p, s), want, "{}", style.name());
@@ -144,7 +200,13 @@ mod tests {
 
     #[test]
     fn every_style_has_stop_tokens() {
-        for style in [FimStyle::Qwen, FimStyle::StarCoder, FimStyle::DeepSeek, FimStyle::CodeLlama, FimStyle::Codestral] {
+        for style in [
+            FimStyle::Qwen,
+            FimStyle::StarCoder,
+            FimStyle::DeepSeek,
+            FimStyle::CodeLlama,
+            FimStyle::Codestral,
+        ] {
             assert!(!style.stop_tokens().is_empty(), "{}", style.name());
         }
     }

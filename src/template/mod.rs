@@ -14,7 +14,7 @@ mod pyjson;
 
 pub use clock::Clock;
 pub use fim::FimStyle;
-pub use normalize::ArgumentsForm;
+pub use normalize::{ArgumentsForm, Conventions};
 
 use crate::gguf::Gguf;
 use minijinja::{Environment, ErrorKind};
@@ -64,7 +64,7 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
-    arguments: ArgumentsForm,
+    conventions: Conventions,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ChatTemplate {
             .field("source_len", &self.source.len())
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
-            .field("arguments", &self.arguments)
+            .field("conventions", &self.conventions)
             .finish()
     }
 }
@@ -82,7 +82,10 @@ impl ChatTemplate {
     /// The override file when given (`--chat-template`, or the models.toml entry's file under
     /// `chat_templates/`), else the GGUF's `tokenizer.chat_template`; bos/eos text from the
     /// GGUF vocabulary.
-    pub fn from_gguf(gguf: &Gguf, override_path: Option<&Path>) -> Result<ChatTemplate, TemplateError> {
+    pub fn from_gguf(
+        gguf: &Gguf,
+        override_path: Option<&Path>,
+    ) -> Result<ChatTemplate, TemplateError> {
         let source = match override_path {
             Some(path) => read_template_file(path)?,
             None => gguf
@@ -96,7 +99,11 @@ impl ChatTemplate {
     }
 
     /// Parses `source`; a syntax error names the line.
-    pub fn from_source(source: String, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, TemplateError> {
+    pub fn from_source(
+        source: String,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TemplateError> {
         ChatTemplate::with_clock(source, bos_token, eos_token, Clock::System)
     }
 
@@ -110,11 +117,14 @@ impl ChatTemplate {
     ) -> Result<ChatTemplate, TemplateError> {
         let env = env::build(&source, clock).map_err(|e| TemplateError::Parse {
             line: e.line().unwrap_or(0),
-            message: e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string()),
+            message: e
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.kind().to_string()),
         })?;
         Ok(ChatTemplate {
             env,
-            arguments: ArgumentsForm::detect(&source),
+            conventions: Conventions::detect(&source),
             source,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
@@ -133,9 +143,9 @@ impl ChatTemplate {
         &self.eos_token
     }
 
-    /// The form of tool-call arguments this template is given (see `normalize`).
-    pub fn arguments_form(&self) -> ArgumentsForm {
-        self.arguments
+    /// How requests are adapted to this template (see `normalize`).
+    pub fn conventions(&self) -> Conventions {
+        self.conventions
     }
 
     /// The prompt for a chat-completions request body, with the generation prompt added.
@@ -145,8 +155,12 @@ impl ChatTemplate {
 
     /// The prompt for a chat-completions request body (uses `messages`, `tools`,
     /// `tool_choice`).
-    pub fn render_with(&self, request: &serde_json::Value, add_generation_prompt: bool) -> Result<String, TemplateError> {
-        let prepared = normalize::normalize(request, self.arguments)?;
+    pub fn render_with(
+        &self,
+        request: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let prepared = normalize::normalize(request, self.conventions)?;
         self.render_prepared(&prepared.messages, &prepared.tools, add_generation_prompt)
     }
 
@@ -215,14 +229,17 @@ fn classify(err: &minijinja::Error) -> TemplateError {
     }
     match err.kind() {
         ErrorKind::OutOfFuel => TemplateError::TooMuchWork(format!(
-            "more than {} instructions (endless loop?)",
+            "used more than {} units of work (endless loop or ever-growing strings?)",
             env::FUEL
         )),
         ErrorKind::WriteFailure => {
             TemplateError::TooMuchWork(format!("output longer than {MAX_OUTPUT_BYTES} bytes"))
         }
         _ => {
-            let detail = err.detail().map(str::to_owned).unwrap_or_else(|| err.kind().to_string());
+            let detail = err
+                .detail()
+                .map(str::to_owned)
+                .unwrap_or_else(|| err.kind().to_string());
             match err.line() {
                 Some(line) => TemplateError::Render(format!("{detail} (line {line})")),
                 None => TemplateError::Render(detail),
@@ -267,8 +284,14 @@ mod tests {
     fn renders_a_request_with_generation_prompt() {
         let t = tpl(CHATML).unwrap();
         let req = json!({"messages": [{"role": "user", "content": "hi"}]});
-        assert_eq!(t.render(&req).unwrap(), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
-        assert_eq!(t.render_with(&req, false).unwrap(), "<|im_start|>user\nhi<|im_end|>\n");
+        assert_eq!(
+            t.render(&req).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            t.render_with(&req, false).unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n"
+        );
     }
 
     #[test]
@@ -282,8 +305,13 @@ mod tests {
     #[test]
     fn raise_exception_becomes_the_error_message() {
         let t = tpl("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with a user') }}{% endif %}").unwrap();
-        let err = t.render(&json!({"messages": [{"role": "assistant", "content": "x"}]})).unwrap_err();
-        assert!(matches!(&err, TemplateError::Raised(m) if m == "Conversation must start with a user"), "{err:?}");
+        let err = t
+            .render(&json!({"messages": [{"role": "assistant", "content": "x"}]}))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Raised(m) if m == "Conversation must start with a user"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -292,23 +320,50 @@ mod tests {
             "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
             "{% for a in range(10000) %}{% for b in range(10000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
         ];
         for src in cases {
             let t = tpl(src).unwrap();
             let start = Instant::now();
             let err = t.render(&json!({"messages": []})).unwrap_err();
             assert!(
-                matches!(err, TemplateError::TooMuchWork(_) | TemplateError::Render(_)),
+                matches!(
+                    err,
+                    TemplateError::TooMuchWork(_) | TemplateError::Render(_)
+                ),
                 "{src}: {err:?}"
             );
-            assert!(start.elapsed().as_secs() < 10, "{src} took {:?}", start.elapsed());
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "{src} took {:?}",
+                start.elapsed()
+            );
         }
     }
 
     #[test]
     fn python_type_errors_are_render_errors() {
-        let t = tpl("{{ 'a' + messages[0].content }}").unwrap();
-        let err = t.render(&json!({"messages": [{"role": "user", "content": 1}]}));
-        assert!(err.is_err());
+        let t = tpl("{{ messages[0].content + 1 }}").unwrap();
+        let err = t.render(&json!({"messages": [{"role": "user", "content": "x"}]}));
+        assert!(matches!(err, Err(TemplateError::Render(_))), "{err:?}");
     }
+
+    #[test]
+    fn long_conversations_fit_in_the_fuel_budget() {
+        let tools: Vec<_> = (0..64)
+            .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}"), "description": "d",
+                "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}))
+            .collect();
+        let messages: Vec<_> = (0..1000)
+            .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "some text"}))
+            .collect();
+        let t = tpl(CHATML_WITH_TOOLS).unwrap();
+        let out = t
+            .render(&json!({"messages": messages, "tools": tools}))
+            .unwrap();
+        assert!(out.contains("tool_63"));
+    }
+
+    /// A tool-aware ChatML template shaped like Qwen2.5's (loops over tools and messages).
+    const CHATML_WITH_TOOLS: &str = "{%- if tools %}<|im_start|>system\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools><|im_end|>\n{% endif %}{% for message in messages %}{% if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 }

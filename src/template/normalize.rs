@@ -10,9 +10,10 @@
 //!   prompt applies (clients often send `""` when the user set none).
 //! - `content` given as a list of parts becomes the text parts joined with `"\n"`; other part
 //!   types are an error (these models read text only).
-//! - `content: null` (or missing) becomes `""`, except on an assistant message with tool
-//!   calls, where it stays `null`: templates test `content is none` there to choose the
-//!   tool-call layout, and `if content` treats both alike.
+//! - `content: null` (or missing) becomes `""` (templates build strings with `+`, test
+//!   `'x' in content`, or index it), except on an assistant message with tool calls when the
+//!   template tests `content is none` / `is not none` (DeepSeek-R1 chooses its tool-call
+//!   layout that way): there it stays `null`.
 //! - `tool_calls[].function.arguments` given as a JSON string is parsed into an object when
 //!   the template serializes arguments itself (`arguments | tojson`, or the whole function
 //!   object); it stays a string when the template concatenates it (`+ arguments +`), and an
@@ -23,6 +24,49 @@
 
 use super::TemplateError;
 use serde_json::{Map, Value};
+
+/// What a template expects where OpenAI requests differ from HF conventions, read from its
+/// source once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conventions {
+    pub arguments: ArgumentsForm,
+    /// The template tells `content` `none` from `""` (`content is none`), so an assistant
+    /// tool-call message keeps `content: null`.
+    pub null_content: bool,
+}
+
+impl Conventions {
+    pub fn detect(source: &str) -> Conventions {
+        Conventions {
+            arguments: ArgumentsForm::detect(source),
+            null_content: tests_content_for_none(source),
+        }
+    }
+}
+
+/// Whether the source has `content is none` or `content is not none` (any quoting/indexing:
+/// `message['content'] is not none`).
+fn tests_content_for_none(source: &str) -> bool {
+    source.match_indices("content").any(|(at, w)| {
+        if source[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            return false; // `reasoning_content` is another field
+        }
+        let rest = source[at + w.len()..].trim_start_matches(['\'', '"', ']']);
+        let Some(rest) = rest.strip_prefix(char::is_whitespace) else {
+            return false;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("is") else {
+            return false;
+        };
+        let rest = rest.trim_start();
+        let rest = rest
+            .strip_prefix("not")
+            .map(str::trim_start)
+            .unwrap_or(rest);
+        rest.starts_with("none")
+            && !rest[4..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+    })
+}
 
 /// The form of `tool_calls[].function.arguments` a template was written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +86,9 @@ impl ArgumentsForm {
             let before = &source[..at];
             let after = &source[at + WORD.len()..];
             let after_ref = after.trim_start_matches(['\'', '"', ']']);
-            if after_ref.len() == after.len() && after.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+            if after_ref.len() == after.len()
+                && after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            {
                 continue; // part of a longer identifier
             }
             let next = after_ref.trim_start();
@@ -70,7 +116,7 @@ pub struct Prepared {
 }
 
 /// Applies the rules of this module to a chat-completions request body.
-pub fn normalize(request: &Value, form: ArgumentsForm) -> Result<Prepared, TemplateError> {
+pub fn normalize(request: &Value, conv: Conventions) -> Result<Prepared, TemplateError> {
     let messages = request
         .get("messages")
         .and_then(Value::as_array)
@@ -80,7 +126,7 @@ pub fn normalize(request: &Value, form: ArgumentsForm) -> Result<Prepared, Templ
         let Some(message) = message.as_object() else {
             return Err(bad(format!("messages[{i}] must be an object")));
         };
-        if let Some(m) = normalize_message(i, message, form, &out)? {
+        if let Some(m) = normalize_message(i, message, conv, &out)? {
             out.push(Value::Object(m));
         }
     }
@@ -93,7 +139,7 @@ pub fn normalize(request: &Value, form: ArgumentsForm) -> Result<Prepared, Templ
 fn normalize_message(
     i: usize,
     message: &Map<String, Value>,
-    form: ArgumentsForm,
+    conv: Conventions,
     earlier: &[Value],
 ) -> Result<Option<Map<String, Value>>, TemplateError> {
     let role = message
@@ -109,7 +155,9 @@ fn normalize_message(
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty());
     let content = match m.get("content") {
-        None | Some(Value::Null) if role == "assistant" && has_calls => Value::Null,
+        None | Some(Value::Null) if conv.null_content && role == "assistant" && has_calls => {
+            Value::Null
+        }
         None | Some(Value::Null) => Value::String(String::new()),
         Some(Value::String(s)) => Value::String(s.clone()),
         Some(Value::Array(parts)) => Value::String(join_text_parts(i, parts)?),
@@ -129,7 +177,7 @@ fn normalize_message(
             Value::Null => {}
             Value::Array(calls) => {
                 for (j, call) in calls.iter_mut().enumerate() {
-                    fix_arguments(i, j, call, form)?;
+                    fix_arguments(i, j, call, conv.arguments)?;
                 }
             }
             _ => return Err(bad(format!("messages[{i}].tool_calls must be an array"))),
@@ -167,9 +215,16 @@ fn join_text_parts(i: usize, parts: &[Value]) -> Result<String, TemplateError> {
 }
 
 /// Puts `function.arguments` (or bare `arguments`) of one tool call in the template's form.
-fn fix_arguments(i: usize, j: usize, call: &mut Value, form: ArgumentsForm) -> Result<(), TemplateError> {
+fn fix_arguments(
+    i: usize,
+    j: usize,
+    call: &mut Value,
+    form: ArgumentsForm,
+) -> Result<(), TemplateError> {
     let Some(call) = call.as_object_mut() else {
-        return Err(bad(format!("messages[{i}].tool_calls[{j}] must be an object")));
+        return Err(bad(format!(
+            "messages[{i}].tool_calls[{j}] must be an object"
+        )));
     };
     let holder = match call.get_mut("function") {
         Some(Value::Object(f)) => f,
@@ -234,8 +289,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn norm(request: Value, form: ArgumentsForm) -> Prepared {
-        normalize(&request, form).unwrap()
+    const OBJECT: Conventions = Conventions {
+        arguments: ArgumentsForm::Object,
+        null_content: false,
+    };
+
+    fn norm(request: Value, conv: Conventions) -> Prepared {
+        normalize(&request, conv).unwrap()
     }
 
     #[test]
@@ -249,11 +309,11 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "ok"},
             {"role": "assistant", "content": null}
         ]});
-        let p = norm(req, ArgumentsForm::Object);
+        let p = norm(req, OBJECT);
         let want = json!([
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "a\nb"},
-            {"role": "assistant", "content": null, "tool_calls": [
+            {"role": "assistant", "content": "", "tool_calls": [
                 {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "ok", "name": "f"},
             {"role": "assistant", "content": ""}
@@ -267,17 +327,33 @@ mod tests {
         let req = json!({"messages": [{"role": "assistant", "tool_calls": [
             {"function": {"name": "f", "arguments": "{\"x\":1}"}},
             {"function": {"name": "g", "arguments": {"y": "é"}}}]}]});
-        let p = norm(req, ArgumentsForm::String);
-        assert_eq!(p.messages[0]["tool_calls"][0]["function"]["arguments"], json!("{\"x\":1}"));
-        assert_eq!(p.messages[0]["tool_calls"][1]["function"]["arguments"], json!("{\"y\": \"é\"}"));
+        let p = norm(
+            req,
+            Conventions {
+                arguments: ArgumentsForm::String,
+                null_content: true,
+            },
+        );
+        assert_eq!(
+            p.messages[0]["tool_calls"][0]["function"]["arguments"],
+            json!("{\"x\":1}")
+        );
+        assert_eq!(
+            p.messages[0]["tool_calls"][1]["function"]["arguments"],
+            json!("{\"y\": \"é\"}")
+        );
+        assert_eq!(p.messages[0]["content"], Value::Null);
     }
 
     #[test]
     fn passes_tools_unless_tool_choice_is_none() {
         let tools = json!([{"type": "function", "function": {"name": "f"}}]);
-        let with = norm(json!({"messages": [], "tools": tools}), ArgumentsForm::Object);
+        let with = norm(json!({"messages": [], "tools": tools}), OBJECT);
         assert_eq!(with.tools, tools);
-        let none = norm(json!({"messages": [], "tools": tools, "tool_choice": "none"}), ArgumentsForm::Object);
+        let none = norm(
+            json!({"messages": [], "tools": tools, "tool_choice": "none"}),
+            OBJECT,
+        );
         assert_eq!(none.tools, Value::Null);
     }
 
@@ -294,9 +370,27 @@ mod tests {
         ];
         for req in cases {
             assert!(
-                matches!(normalize(&req, ArgumentsForm::Object), Err(TemplateError::InvalidRequest(_))),
+                matches!(
+                    normalize(&req, OBJECT),
+                    Err(TemplateError::InvalidRequest(_))
+                ),
                 "{req}"
             );
+        }
+    }
+
+    #[test]
+    fn detects_templates_that_test_content_for_none() {
+        let cases = [
+            ("{% if message['content'] is none %}", true),
+            ("{% if message.content is not none %}", true),
+            ("{% if message.content is not nonesuch %}", false),
+            ("{% if message.content %}", false),
+            ("{% if content is string %}", false),
+            ("{% if message.reasoning_content is not none %}", false),
+        ];
+        for (src, want) in cases {
+            assert_eq!(Conventions::detect(src).null_content, want, "{src}");
         }
     }
 
@@ -304,11 +398,23 @@ mod tests {
     fn detects_argument_form_from_template_source() {
         let cases = [
             ("{{ tool_call.arguments | tojson }}", ArgumentsForm::Object),
-            ("{{ '```json\\n' + tool['function']['arguments'] + '\\n```' }}", ArgumentsForm::String),
+            (
+                "{{ '```json\\n' + tool['function']['arguments'] + '\\n```' }}",
+                ArgumentsForm::String,
+            ),
             ("{{ 'x' + tool.arguments }}", ArgumentsForm::String),
-            ("{{ tool['function']['arguments'] | tojson + 'x' }}", ArgumentsForm::Object),
-            ("{%- set out = tool_call.function|tojson %}", ArgumentsForm::Object),
-            ("function name and arguments within + tags", ArgumentsForm::Object),
+            (
+                "{{ tool['function']['arguments'] | tojson + 'x' }}",
+                ArgumentsForm::Object,
+            ),
+            (
+                "{%- set out = tool_call.function|tojson %}",
+                ArgumentsForm::Object,
+            ),
+            (
+                "function name and arguments within + tags",
+                ArgumentsForm::Object,
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(ArgumentsForm::detect(src), want, "{src}");

@@ -48,21 +48,17 @@ fn write_json(out: &mut String, v: &Value, style: &JsonStyle, depth: usize) -> R
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, v, true),
-        ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), style.ensure_ascii),
+        ValueKind::String => {
+            write_json_str(out, v.as_str().unwrap_or_default(), style.ensure_ascii)
+        }
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v
-                .try_iter()
-                .map_err(|e| NotJson(e.to_string()))?
-                .collect();
+            let items: Vec<Value> = v.try_iter().map_err(|e| NotJson(e.to_string()))?.collect();
             write_container(out, style, depth, '[', ']', items.len(), |out, i| {
                 write_json(out, &items[i], style, depth + 1)
             })?;
         }
         ValueKind::Map => {
-            let mut keys: Vec<Value> = v
-                .try_iter()
-                .map_err(|e| NotJson(e.to_string()))?
-                .collect();
+            let mut keys: Vec<Value> = v.try_iter().map_err(|e| NotJson(e.to_string()))?.collect();
             if style.sort_keys {
                 keys.sort();
             }
@@ -75,7 +71,9 @@ fn write_json(out: &mut String, v: &Value, style: &JsonStyle, depth: usize) -> R
             })?;
         }
         ValueKind::Undefined => {
-            return Err(NotJson("Object of type Undefined is not JSON serializable".into()))
+            return Err(NotJson(
+                "Object of type Undefined is not JSON serializable".into(),
+            ))
         }
         _ => {
             return Err(NotJson(format!(
@@ -304,7 +302,11 @@ pub fn write_py_repr(out: &mut String, v: &Value) {
 /// `repr(str)`: single quotes unless the text has `'` and no `"`; backslash, the quote and
 /// non-printable characters escaped.
 fn write_py_str_repr(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -340,7 +342,10 @@ mod tests {
     #[test]
     fn dumps_like_python_json() {
         let cases = [
-            (r#"{"b": 1, "a": [1, 2.5, null, true]}"#, r#"{"b": 1, "a": [1, 2.5, null, true]}"#),
+            (
+                r#"{"b": 1, "a": [1, 2.5, null, true]}"#,
+                r#"{"b": 1, "a": [1, 2.5, null, true]}"#,
+            ),
             (r#"{"s": "é<>&'\"\n\u0001"}"#, r#"{"s": "é<>&'\"\n\u0001"}"#),
             ("[]", "[]"),
             ("{}", "{}"),
@@ -351,7 +356,11 @@ mod tests {
             ("-0.5", "-0.5"),
         ];
         for (input, want) in cases {
-            assert_eq!(dumps(&v(input), &JsonStyle::default()).unwrap(), want, "{input}");
+            assert_eq!(
+                dumps(&v(input), &JsonStyle::default()).unwrap(),
+                want,
+                "{input}"
+            );
         }
     }
 
@@ -372,7 +381,10 @@ mod tests {
         let cases = [
             ("null", "None"),
             ("true", "True"),
-            (r#"{"a": "it's", "b": [false, 1.5]}"#, r#"{'a': "it's", 'b': [False, 1.5]}"#),
+            (
+                r#"{"a": "it's", "b": [false, 1.5]}"#,
+                r#"{'a': "it's", 'b': [False, 1.5]}"#,
+            ),
             (r#"["x\ny"]"#, r#"['x\ny']"#),
             (r#""plain""#, "plain"),
         ];

@@ -37,5 +37,7 @@ pub fn wick_bin() -> PathBuf {
 
 /// A file under the repo's tests/ directory.
 pub fn test_data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel)
 }

@@ -41,7 +41,11 @@ pub async fn chat_completions(
 ) -> Result<Response, Error> {
     let backend = state.backend()?;
     let req: ChatRequest = from_value(body.clone())?;
-    let plan = validate::chat(&req, &state.config().model_id)?;
+    let plan = validate::chat(
+        &req,
+        &state.config().model_id,
+        &state.config().default_sampling,
+    )?;
     let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
     let (prefix, close, constraint) = match forced {
         Some(f) => (f.prefix, f.close, Some(f.constraint)),
@@ -117,8 +121,9 @@ impl Running {
             }
             Event::Failed(e) => Err(Error::Engine(e)),
             done @ Event::Done { .. } => {
-                let finished = record(&self.state, &done);
+                let finished = record(&self.state, done);
                 if let Some(f) = &finished {
+                    self.assembler.push(&f.tail, out);
                     // The constraint completed the forced call: add its closing markup.
                     if f.reason == FinishReason::Stop && !self.close.is_empty() {
                         self.assembler.push(self.close, out);

@@ -30,8 +30,12 @@ pub async fn completions(
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, Error> {
     let backend = state.backend()?;
-    let plan = validate::completion(&req, &state.config().model_id)?;
-    let prompt = match &plan.suffix {
+    let plan = validate::completion(
+        &req,
+        &state.config().model_id,
+        &state.config().default_sampling,
+    )?;
+    let (prompt, stop_ids) = match &plan.suffix {
         Some(suffix) => backend.fim_prompt(&plan.prompt, suffix).ok_or_else(|| {
             Error::invalid(
                 "this model has no fill-in-the-middle tokens, so 'suffix' is not supported",
@@ -39,7 +43,7 @@ pub async fn completions(
                 "unsupported_parameter",
             )
         })?,
-        None => plan.prompt.clone(),
+        None => (plan.prompt.clone(), Vec::new()),
     };
     if prompt.is_empty() {
         return Err(Error::invalid(
@@ -63,7 +67,7 @@ pub async fn completions(
             sampling: plan.common.sampling.clone(),
             max_tokens,
             stop_strings: plan.common.stop.clone(),
-            stop_ids: Vec::new(),
+            stop_ids,
             logprobs: false,
             constraint: None,
         },
@@ -118,9 +122,10 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
             Some(Event::Token { text: t, .. }) => text.push_str(&t),
             Some(Event::Failed(e)) => return Err(Error::Engine(e)),
             Some(done @ Event::Done { .. }) => {
-                let Some(f) = record(&run.state, &done) else {
+                let Some(f) = record(&run.state, done) else {
                     continue;
                 };
+                text.push_str(&f.tail);
                 let mut body = run.body(text, Some(reason(&f)));
                 body.usage = Some(Some(api_usage(f.usage)));
                 return Ok(axum::Json(body).into_response());
@@ -149,10 +154,10 @@ async fn pump(mut run: Running, tx: sse::SseSender) {
                 }
             }
             Some(done @ Event::Done { .. }) => {
-                let Some(f) = record(&run.state, &done) else {
+                let Some(mut f) = record(&run.state, done) else {
                     continue;
                 };
-                let mut last = run.body(String::new(), Some(reason(&f)));
+                let mut last = run.body(std::mem::take(&mut f.tail), Some(reason(&f)));
                 last.usage = run.include_usage.then_some(None);
                 tx.send(sse::frame(&last)).await;
                 if run.include_usage {

@@ -55,31 +55,34 @@ pub fn submit(
 }
 
 /// How a generation ended, for the response and the metrics.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     pub reason: FinishReason,
     pub usage: Usage,
+    /// Output the engine held back until the end; it follows the last token.
+    pub tail: String,
 }
 
 /// Records a finished generation in the metrics.
-pub fn record(state: &AppState, event: &Event) -> Option<Finished> {
+pub fn record(state: &AppState, event: Event) -> Option<Finished> {
     if let Event::Done {
         finish_reason,
         usage,
         time_to_first_token,
         decode_tokens_per_second,
-        ..
+        text,
     } = event
     {
         state.metrics().record_generation(
             usage.prompt_tokens,
             usage.completion_tokens,
-            *time_to_first_token,
-            *decode_tokens_per_second,
+            time_to_first_token,
+            decode_tokens_per_second,
         );
         return Some(Finished {
-            reason: *finish_reason,
-            usage: *usage,
+            reason: finish_reason,
+            usage,
+            tail: text,
         });
     }
     None
