@@ -213,3 +213,36 @@ fn one_line_errors_for_bad_input() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn chat_flag_renders_one_user_message() -> Result<()> {
+    // The reference chat_simple prompt is exactly one user message through the GGUF's own
+    // template, so `--chat` with its content must give the same prompt ids and tokens.
+    let model = common::test_model(common::SMOLLM2);
+    let model = model.to_str().context("model path")?;
+    let path = common::test_data("reference/smollm2-135m-instruct.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let p = r["prompts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "chat_simple"))
+        .context("chat_simple")?;
+    let content = p["request"]["messages"][0]["content"]
+        .as_str()
+        .context("content")?;
+    let out = json_run(&[
+        "generate",
+        "--model",
+        model,
+        "--chat",
+        "--prompt",
+        content,
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ])?;
+    assert_eq!(ids(&out["prompt_ids"]), ids(&p["prompt_ids"]));
+    assert_eq!(ids(&out["ids"])[..], ids(&p["generated_ids"])[..4]);
+    Ok(())
+}

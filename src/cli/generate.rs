@@ -83,7 +83,13 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         prompt_text
     };
-    let prompt_ids = tokenizer.encode(&prompt_text, true, true)?;
+    // A template that writes the BOS text itself must not get a second BOS from encode.
+    let bos_in_text = args.chat
+        && tokenizer
+            .bos_id()
+            .and_then(|b| tokenizer.token_text(b))
+            .is_some_and(|bos| !bos.is_empty() && prompt_text.starts_with(bos));
+    let prompt_ids = tokenizer.encode(&prompt_text, !bos_in_text, true)?;
     let device = crate::model::device_from_str(&args.runtime.device)?;
     let model = crate::model::load(&mut gguf, &device)?;
     drop(gguf);
@@ -197,9 +203,10 @@ fn check_sampling(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `--chat`: the prompt as one user message through the model's chat template.
-fn chat_prompt(_gguf: &Gguf, _model: &ModelArgs, _text: &str) -> Result<String> {
-    Err(Error::Usage(
-        "--chat needs the chat template module, which is not merged yet".into(),
-    ))
+/// `--chat`: the prompt as one user message through the model's chat template (or
+/// `--chat-template`), with the generation prompt added.
+fn chat_prompt(gguf: &Gguf, model: &ModelArgs, text: &str) -> Result<String> {
+    let template = crate::template::ChatTemplate::from_gguf(gguf, model.chat_template.as_deref())?;
+    let request = serde_json::json!({ "messages": [{ "role": "user", "content": text }] });
+    Ok(template.render(&request)?)
 }
