@@ -59,13 +59,23 @@ impl ModelsConfig {
     /// Layers the flags (already merged with their `WICK_*` variables by clap when the
     /// caller has them) over the environment and the defaults.
     pub fn resolve(models_dir_flag: Option<&Path>, models_toml_flag: Option<&Path>) -> Self {
-        ModelsConfig {
+        let config = ModelsConfig {
             dir: models_dir(models_dir_flag),
             registry_file: models_toml_flag
                 .map(Path::to_owned)
                 .or_else(|| env("WICK_MODELS_TOML").map(PathBuf::from)),
             hub: HubConfig::from_env(),
-        }
+        };
+        tracing::debug!(
+            models_dir = %config.dir.display(),
+            registry = ?config.registry_file,
+            hf_endpoint = %config.hub.endpoint,
+            hf_token = config.hub.token.is_some(),
+            offline = config.hub.offline,
+            pypi_index = %config.hub.pypi_index,
+            "models configuration"
+        );
+        config
     }
 }
 

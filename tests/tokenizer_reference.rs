@@ -352,6 +352,7 @@ mod gguf_writer {
         U32(u32),
         Strs(&'a [&'a str]),
         I32s(&'a [i32]),
+        F32s(&'a [f32]),
     }
 
     fn string(out: &mut Vec<u8>, s: &str) {
@@ -386,6 +387,14 @@ mod gguf_writer {
                     out.extend((items.len() as u64).to_le_bytes());
                     for s in *items {
                         string(&mut out, s);
+                    }
+                }
+                V::F32s(items) => {
+                    out.extend(9u32.to_le_bytes());
+                    out.extend(6u32.to_le_bytes());
+                    out.extend((items.len() as u64).to_le_bytes());
+                    for x in *items {
+                        out.extend(x.to_le_bytes());
                     }
                 }
                 V::I32s(items) => {
@@ -471,7 +480,8 @@ fn builds_a_tiny_bpe_vocabulary_from_gguf_metadata() -> Result<()> {
 fn refuses_unsupported_tokenizers_by_name() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cases: &[(&str, Option<&str>, &[&str], &str)] = &[
-        ("llama", Some("default"), &["a b"], "SentencePiece"),
+        ("llama", Some("default"), &["a b"], "scores"),
+        ("t5", Some("default"), &["a b"], "'t5'"),
         ("bert", Some("default"), &["a b"], "'bert'"),
         ("gpt2", Some("no-such-pre"), &["a b"], "'no-such-pre'"),
         ("gpt2", Some("qwen2"), &["a c"], "merge"),
@@ -487,5 +497,47 @@ fn refuses_unsupported_tokenizers_by_name() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn sentencepiece_vocabulary_merges_by_score_like_llama_cpp() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tiny-spm.gguf");
+    // ids:           0        1      2       3         4    5    6    7     8      9     10
+    let tokens = [
+        "<unk>", "<s>", "</s>", "<0x0A>", "▁", "h", "i", "▁h", "hi", "▁hi", "<0xC3>",
+    ];
+    let types = [2, 3, 3, 6, 1, 1, 1, 1, 1, 1, 6];
+    // "▁h" outscores "hi", so "▁hi" is reached through "▁h" + "i".
+    let scores = [0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -0.5, -0.8, -0.1, 0.0];
+    gguf_writer::write(
+        &path,
+        &[
+            ("general.architecture", V::Str("llama")),
+            ("tokenizer.ggml.model", V::Str("llama")),
+            ("tokenizer.ggml.tokens", V::Strs(&tokens)),
+            ("tokenizer.ggml.token_type", V::I32s(&types)),
+            ("tokenizer.ggml.scores", V::F32s(&scores)),
+        ],
+    )?;
+    let tok = Tokenizer::from_gguf(&Gguf::open(&path)?)?;
+    // Defaults for SentencePiece: BOS 1 added, EOS 2, a space before the text.
+    assert!(tok.add_bos());
+    assert_eq!(tok.encode("hi", true, true)?, [1, 9]);
+    assert_eq!(tok.encode("hi hi\n", false, true)?, [9, 9, 3]);
+    // "ih": no pair is a piece, so each char stays a token. "é" (C3 A9) is not a piece: its
+    // bytes fall back to <0xC3>, and to <unk> for the missing <0xA9> (llama.cpp would abort).
+    assert_eq!(tok.encode("ih", false, true)?, [4, 6, 5]);
+    assert_eq!(tok.encode("é", false, true)?, [4, 10, 0]);
+    // A space also goes after a special token.
+    assert_eq!(tok.encode("<s>hi", false, true)?, [1, 9]);
+    assert_eq!(tok.encode("hi</s>hi", false, true)?, [9, 2, 9]);
+    assert_eq!(tok.eog_ids(), [2]);
+    // Decoding drops the space encode added, and <0x0A> is a newline.
+    assert_eq!(tok.decode(&[9, 9, 3], true), "hi hi\n");
+    assert_eq!(tok.decode(&[1, 9], false), "<s> hi");
+    assert_eq!(tok.token_bytes(3), b"\n");
+    assert_eq!(tok.token_bytes(9), b" hi");
     Ok(())
 }

@@ -83,8 +83,14 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         prompt_text
     };
-    let prompt_ids = tokenizer.encode(&prompt_text, true, true)?;
-    let device = device_from_str(&args.runtime.device)?;
+    // A template that writes the BOS text itself must not get a second BOS from encode.
+    let bos_in_text = args.chat
+        && tokenizer
+            .bos_id()
+            .and_then(|b| tokenizer.token_text(b))
+            .is_some_and(|bos| !bos.is_empty() && prompt_text.starts_with(bos));
+    let prompt_ids = tokenizer.encode(&prompt_text, !bos_in_text, true)?;
+    let device = crate::model::device_from_str(&args.runtime.device)?;
     let model = crate::model::load(&mut gguf, &device)?;
     drop(gguf);
     let train_ctx = model.info().train_ctx;
@@ -197,26 +203,10 @@ fn check_sampling(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `--chat`: the prompt as one user message through the model's chat template.
-fn chat_prompt(_gguf: &Gguf, _model: &ModelArgs, _text: &str) -> Result<String> {
-    Err(Error::Usage(
-        "--chat needs the chat template module, which is not merged yet".into(),
-    ))
-}
-
-/// `--device cpu|cuda[:N]|metal` (until the model module's `device_from_str` is merged).
-fn device_from_str(s: &str) -> Result<candle_core::Device> {
-    use candle_core::Device;
-    let bad = |e: candle_core::Error| Error::Usage(format!("device '{s}' is not available: {e}"));
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0).map_err(bad),
-        "cuda" => Device::new_cuda(0).map_err(bad),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
-            _ => Err(Error::Usage(format!(
-                "invalid device '{s}' (expected cpu, cuda, cuda:N or metal)"
-            ))),
-        },
-    }
+/// `--chat`: the prompt as one user message through the model's chat template (or
+/// `--chat-template`), with the generation prompt added.
+fn chat_prompt(gguf: &Gguf, model: &ModelArgs, text: &str) -> Result<String> {
+    let template = crate::template::ChatTemplate::from_gguf(gguf, model.chat_template.as_deref())?;
+    let request = serde_json::json!({ "messages": [{ "role": "user", "content": text }] });
+    Ok(template.render(&request)?)
 }

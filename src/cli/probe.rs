@@ -47,7 +47,7 @@ pub fn run(args: Args) -> crate::Result<()> {
     let mut gguf = Gguf::open(&resolved.path)?;
     let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-    let device = device_from_str(&args.runtime.device)?;
+    let device = crate::model::device_from_str(&args.runtime.device)?;
     let model = crate::model::load(&mut gguf, &device)?;
     drop(gguf);
     let engine = Handle::start(
@@ -80,22 +80,4 @@ pub fn run(args: Args) -> crate::Result<()> {
         print!("{}", report::to_text(&report));
     }
     Ok(run::verdict(&report)?)
-}
-
-/// `--device cpu|cuda[:N]|metal` (until the model module's `device_from_str` is merged).
-fn device_from_str(s: &str) -> crate::Result<candle_core::Device> {
-    use candle_core::Device;
-    let bad =
-        |e: candle_core::Error| crate::Error::Usage(format!("device '{s}' is not available: {e}"));
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0).map_err(bad),
-        "cuda" => Device::new_cuda(0).map_err(bad),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
-            _ => Err(crate::Error::Usage(format!(
-                "unknown device '{s}' (expected cpu, cuda, cuda:N or metal)"
-            ))),
-        },
-    }
 }

@@ -45,6 +45,7 @@ pub(crate) fn spawn(
         logits_buf: Vec::new(),
         piece: String::new(),
         next: Vec::new(),
+        batch_tokens: Vec::new(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -62,8 +63,10 @@ struct Worker {
     logits_buf: Vec<f32>,
     /// Newly completed UTF-8 text of one token (reused).
     piece: String,
-    /// (slot, token) pairs to run at the end of this step (reused).
+    /// (slot, token) pairs to run at the end of this step, in slot order (reused).
     next: Vec<(usize, u32)>,
+    /// The tokens of `next` (reused).
+    batch_tokens: Vec<u32>,
 }
 
 impl Worker {
@@ -211,8 +214,12 @@ impl Worker {
         }
     }
 
-    /// Runs the tokens sampled this step, each in its slot's cache.
+    /// Runs the tokens sampled this step: one batched call when several slots decode (the
+    /// model may run them together), else one call per slot.
     fn run_next(&mut self) {
+        if self.next.len() > 1 && self.run_batch() {
+            return;
+        }
         for k in 0..self.next.len() {
             let (i, id) = self.next[k];
             let slot = &mut self.slots[i];
@@ -228,6 +235,55 @@ impl Worker {
                 Err(e) => self.fail(i, e),
             }
         }
+    }
+
+    /// `forward_batch` over the slots in `next`. On failure every cache is put back as it
+    /// was and false is returned, so the per-slot path can tell which request failed.
+    fn run_batch(&mut self) -> bool {
+        self.batch_tokens.clear();
+        self.batch_tokens
+            .extend(self.next.iter().map(|&(_, id)| id));
+        // `next` is in slot order: walk the slots once to borrow each cache mutably.
+        let mut caches: Vec<&mut KvCache> = Vec::with_capacity(self.next.len());
+        let mut want = self.next.iter().map(|&(i, _)| i).peekable();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if want.peek() == Some(&i) {
+                want.next();
+                match slot.cache.as_mut() {
+                    Some(c) => caches.push(c),
+                    None => return false,
+                }
+            }
+        }
+        let lens: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        let model = self.model.as_ref();
+        let tokens = &self.batch_tokens;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model.forward_batch(tokens, &mut caches)
+        }));
+        let logits = match result {
+            Ok(Ok(l)) => l,
+            _ => {
+                for (c, &len) in caches.iter_mut().zip(&lens) {
+                    c.truncate(len);
+                }
+                return false;
+            }
+        };
+        drop(caches);
+        for (k, &(i, id)) in self.next.iter().enumerate() {
+            let slot = &mut self.slots[i];
+            let row = logits.get(k);
+            match (row, slot.seq.as_mut()) {
+                (Ok(row), Some(seq)) => {
+                    slot.tokens.push(id);
+                    seq.logits = Some(row);
+                }
+                // Cannot happen for a [n, vocab] result; drop the slot's cache to be safe.
+                _ => slot.clear_cache(),
+            }
+        }
+        true
     }
 
     /// One decode step of slot `i`: sample, emit, check the stop rules. Returns the token to

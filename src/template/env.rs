@@ -16,10 +16,11 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 /// The name the chat template is stored under in its environment.
 pub const TEMPLATE_NAME: &str = "chat_template";
 
-/// Instructions one render may execute. Real templates need well under 1% of this for long
-/// conversations with many tools (see the golden tests); a hostile loop runs out in about a
-/// second instead of hanging a worker.
-pub const FUEL: u64 = 20_000_000;
+/// Work one render may do, in minijinja fuel: one per instruction, plus one per 64 bytes of
+/// data created, so it also bounds memory (about 128 MB of strings). A 1000-message
+/// conversation with 64 tools uses about 23,000; a hostile loop or a string doubled in a loop
+/// stops within a second instead of hanging a worker or exhausting memory.
+pub const FUEL: u64 = 2_000_000;
 
 /// Nesting depth of macro calls / includes; real templates stay in single digits.
 const RECURSION_LIMIT: usize = 200;
@@ -51,7 +52,7 @@ pub fn build(source: &str, clock: Clock) -> Result<Environment<'static>, Error> 
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION_LIMIT);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(python_method);
     env.set_formatter(format_like_python);
     env.add_test("iterable", is_iterable);
     env.add_test("sequence", is_sequence);
@@ -79,6 +80,53 @@ fn format_like_python(
         }
     };
     written.map_err(|_| Error::new(ErrorKind::WriteFailure, "output limit reached"))
+}
+
+/// Python methods on values: pycompat's set, plus `str.rsplit` which it lacks.
+fn python_method(
+    state: &mut minijinja::State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if let (Some(s), "rsplit") = (value.as_str(), method) {
+        let (sep, maxsplit): (Option<&str>, Option<i64>) = minijinja::value::from_args(args)?;
+        return Ok(rsplit(s, sep, maxsplit.filter(|m| *m >= 0)));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// `str.rsplit(sep=None, maxsplit=-1)`: without `sep`, splits on runs of whitespace.
+fn rsplit(s: &str, sep: Option<&str>, maxsplit: Option<i64>) -> Value {
+    let limit = maxsplit.map(|m| m as usize + 1).unwrap_or(usize::MAX);
+    let mut parts: Vec<Value> = match sep {
+        Some(sep) if !sep.is_empty() => s.rsplitn(limit, sep).map(Value::from).collect(),
+        _ => {
+            let trimmed = s.trim_end();
+            let mut out = Vec::new();
+            let mut rest = trimmed;
+            while !rest.is_empty() {
+                if out.len() + 1 == limit {
+                    out.push(Value::from(rest));
+                    break;
+                }
+                match rest.rfind(char::is_whitespace) {
+                    Some(i) => {
+                        let ws = rest[i..].chars().next().map_or(1, char::len_utf8);
+                        out.push(Value::from(&rest[i + ws..]));
+                        rest = rest[..i].trim_end();
+                    }
+                    None => {
+                        out.push(Value::from(rest));
+                        break;
+                    }
+                }
+            }
+            out
+        }
+    };
+    parts.reverse();
+    Value::from(parts)
 }
 
 /// jinja2's `iterable` is `iter(x)` succeeding: `None` is not iterable (minijinja iterates
@@ -233,6 +281,7 @@ mod tests {
             ("{% if true %}\n  x\n{% endif %}\n", serde_json::json!({}), "  x\n"),
             ("  {% if true %}\nx{% endif %}", serde_json::json!({}), "x"),
             ("{{ strftime_now('%d %b %Y') }}", serde_json::json!({}), "14 Nov 2023"),
+            ("{{ 'aXbXc'.rsplit('X', 1) }}{{ ' a  b c '.rsplit(none, 1) }}{{ 'a b'.rsplit() }}", serde_json::json!({}), "['aXb', 'c'][' a  b', 'c']['a', 'b']"),
             ("{% generation %}a{% endgeneration %}", serde_json::json!({}), "a"),
             ("{{ x is iterable }}{{ y is iterable }}{{ 'a' is sequence }}{{ {} is sequence }}{{ 1 is sequence }}", serde_json::json!({"x": null, "y": []}), "FalseTrueTrueTrueFalse"),
         ];

@@ -229,7 +229,7 @@ fn classify(err: &minijinja::Error) -> TemplateError {
     }
     match err.kind() {
         ErrorKind::OutOfFuel => TemplateError::TooMuchWork(format!(
-            "more than {} instructions (endless loop?)",
+            "used more than {} units of work (endless loop or ever-growing strings?)",
             env::FUEL
         )),
         ErrorKind::WriteFailure => {
@@ -320,6 +320,7 @@ mod tests {
             "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
             "{% for a in range(10000) %}{% for b in range(10000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
         ];
         for src in cases {
             let t = tpl(src).unwrap();
@@ -342,8 +343,27 @@ mod tests {
 
     #[test]
     fn python_type_errors_are_render_errors() {
-        let t = tpl("{{ 'a' + messages[0].content }}").unwrap();
-        let err = t.render(&json!({"messages": [{"role": "user", "content": 1}]}));
-        assert!(err.is_err());
+        let t = tpl("{{ messages[0].content + 1 }}").unwrap();
+        let err = t.render(&json!({"messages": [{"role": "user", "content": "x"}]}));
+        assert!(matches!(err, Err(TemplateError::Render(_))), "{err:?}");
     }
+
+    #[test]
+    fn long_conversations_fit_in_the_fuel_budget() {
+        let tools: Vec<_> = (0..64)
+            .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}"), "description": "d",
+                "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}))
+            .collect();
+        let messages: Vec<_> = (0..1000)
+            .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "some text"}))
+            .collect();
+        let t = tpl(CHATML_WITH_TOOLS).unwrap();
+        let out = t
+            .render(&json!({"messages": messages, "tools": tools}))
+            .unwrap();
+        assert!(out.contains("tool_63"));
+    }
+
+    /// A tool-aware ChatML template shaped like Qwen2.5's (loops over tools and messages).
+    const CHATML_WITH_TOOLS: &str = "{%- if tools %}<|im_start|>system\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools><|im_end|>\n{% endif %}{% for message in messages %}{% if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 }

@@ -6,24 +6,28 @@
 //!
 //! Encoding runs in three steps, as in llama.cpp: split the text at special-token text
 //! (`special`), split each plain piece into words with the model's pre-tokenizer regexes and
-//! map bytes to GPT-2 chars (`pretok`), then merge each word with BPE. Which tokens are
-//! special, and which end generation, follows llama.cpp's re-typing (`vocab`).
+//! map bytes to GPT-2 chars (`pretok`), then merge each word with BPE. SentencePiece
+//! vocabularies (`tokenizer.ggml.model = llama`) replace the last two steps with `spm`. Which
+//! tokens are special, and which end generation, follows llama.cpp's re-typing (`vocab`).
+//! (SentencePiece scores are read through candle's GGUF metadata `Value`; no tensors.)
 
 pub mod detok;
 mod pieces;
 mod pretok;
 mod special;
+mod spm;
 mod vocab;
 
 pub use detok::Detokenizer;
 pub use vocab::FimIds;
 
 use crate::gguf::Gguf;
+use pieces::Spelling;
 use special::{Fragment, SpecialToken};
 use thiserror::Error;
 use tokenizers::models::bpe::{Vocab as BpeVocab, BPE};
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
-use vocab::{attr, Vocab};
+use vocab::{attr, Defaults, Vocab};
 
 #[derive(Debug, Error)]
 pub enum TokenizerError {
@@ -40,8 +44,22 @@ pub struct Tokenizer {
     pieces: pieces::Pieces,
     /// Control, unknown and user-defined tokens, longest text first (llama.cpp's order).
     specials: Vec<SpecialToken>,
-    pre: tokenizers::PreTokenizerWrapper,
-    bpe: BPE,
+    engine: Engine,
+}
+
+/// How plain text (without special tokens) becomes ids.
+enum Engine {
+    /// GPT-2 byte-level BPE: regex pre-tokenizer, then merges (the `tokenizers` crate).
+    Bpe {
+        pre: Box<tokenizers::PreTokenizerWrapper>,
+        bpe: Box<BPE>,
+    },
+    /// SentencePiece pieces with scores; `add_space_prefix` puts a space before text that
+    /// starts the input or follows a special token.
+    Spm {
+        spm: Box<spm::Spm>,
+        add_space_prefix: bool,
+    },
 }
 
 impl Tokenizer {
@@ -52,31 +70,22 @@ impl Tokenizer {
                 gguf.path.display()
             ))
         })?;
-        match model {
-            "gpt2" => {}
-            "llama" => {
-                return Err(TokenizerError::Unsupported(
-                    "tokenizer.ggml.model 'llama' (SentencePiece, e.g. CodeLlama, Mistral v1) is not supported yet; supported: gpt2 (byte-level BPE)".into(),
-                ))
-            }
+        let (vocab, engine, spelling) = match model {
+            "gpt2" => bpe_engine(gguf)?,
+            "llama" => spm_engine(gguf)?,
             other => {
                 return Err(TokenizerError::Unsupported(format!(
-                    "tokenizer.ggml.model '{other}'; supported: gpt2 (byte-level BPE)"
+                    "tokenizer.ggml.model '{other}'; supported: gpt2 (byte-level BPE), llama (SentencePiece)"
                 )))
             }
-        }
-        let spec = pretok::lookup(gguf.get_str("tokenizer.ggml.pre"))?;
-        let vocab = Vocab::from_gguf(gguf, spec.add_bos)?;
-        let bpe = build_bpe(gguf, &vocab, spec.ignore_merges)?;
-        let pre = pretok::build(&spec)?;
-        let pieces = pieces::Pieces::new(&vocab);
+        };
+        let pieces = pieces::Pieces::new(&vocab, spelling);
         let specials = special_tokens_longest_first(&vocab);
         Ok(Tokenizer {
             vocab,
             pieces,
             specials,
-            pre,
-            bpe,
+            engine,
         })
     }
 
@@ -94,10 +103,18 @@ impl Tokenizer {
         if add_special && self.vocab.add_bos {
             ids.extend(self.vocab.bos);
         }
+        // SentencePiece: a space goes before text at the start and after each special token.
+        let mut after_special = true;
         for frag in special::partition(text, &self.specials, parse_special) {
             match frag {
-                Fragment::Token(id) => ids.push(id),
-                Fragment::Text(range) => self.encode_plain(&text[range], &mut ids)?,
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
+                Fragment::Text(range) => {
+                    self.encode_plain(&text[range], after_special, &mut ids)?;
+                    after_special = false;
+                }
             }
         }
         if add_special && self.vocab.add_eos {
@@ -106,18 +123,38 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    /// Pre-tokenizes and BPE-merges text that holds no special token.
-    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
-        let mut words = PreTokenizedString::from(text);
-        self.pre
-            .pre_tokenize(&mut words)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None) {
-            let tokens = self
-                .bpe
-                .tokenize(word)
-                .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-            ids.extend(tokens.iter().map(|t| t.id));
+    /// Tokenizes text that holds no special token.
+    fn encode_plain(
+        &self,
+        text: &str,
+        after_special: bool,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
+        match &self.engine {
+            Engine::Bpe { pre, bpe } => {
+                let mut words = PreTokenizedString::from(text);
+                pre.pre_tokenize(&mut words)
+                    .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None)
+                {
+                    let tokens = bpe
+                        .tokenize(word)
+                        .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                    ids.extend(tokens.iter().map(|t| t.id));
+                }
+            }
+            Engine::Spm {
+                spm,
+                add_space_prefix,
+            } => {
+                let prefix = if *add_space_prefix && after_special {
+                    "\u{2581}"
+                } else {
+                    ""
+                };
+                let escaped = format!("{prefix}{}", text.replace(' ', "\u{2581}"));
+                spm.encode(&self.vocab, &escaped, ids);
+            }
         }
         Ok(())
     }
@@ -126,11 +163,35 @@ impl Tokenizer {
     /// not form UTF-8 become U+FFFD. Ids outside the vocabulary decode to nothing.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
+        // SentencePiece: drop the space `encode` put before the text, as llama.cpp does
+        // (kept when a skipped BOS comes first, again as llama.cpp does).
+        let mut strip_space = matches!(
+            self.engine,
+            Engine::Spm {
+                add_space_prefix: true,
+                ..
+            }
+        );
+        let mut ids = ids;
+        if let (true, true, Some(bos), [first, rest @ ..]) =
+            (skip_special, self.vocab.add_bos, self.vocab.bos, ids)
+        {
+            if *first == bos {
+                strip_space = false;
+                ids = rest;
+            }
+        }
         for &id in ids {
             if skip_special && self.is_control(id) {
                 continue;
             }
-            bytes.extend_from_slice(self.pieces.get(id));
+            let piece = self.pieces.get(id);
+            let piece = match piece.first() {
+                Some(b' ') if strip_space => &piece[1..],
+                _ => piece,
+            };
+            strip_space = false;
+            bytes.extend_from_slice(piece);
         }
         match String::from_utf8(bytes) {
             Ok(s) => s,
@@ -217,6 +278,42 @@ impl Tokenizer {
     }
 }
 
+/// Byte-level BPE: the vocabulary, the merges and the pre-tokenizer `tokenizer.ggml.pre` names.
+fn bpe_engine(gguf: &Gguf) -> Result<(Vocab, Engine, Spelling), TokenizerError> {
+    let spec = pretok::lookup(gguf.get_str("tokenizer.ggml.pre"))?;
+    let defaults = Defaults {
+        add_bos: spec.add_bos,
+        bos: None,
+        eos: None,
+        unknown: None,
+    };
+    let vocab = Vocab::from_gguf(gguf, &defaults)?;
+    let engine = Engine::Bpe {
+        bpe: Box::new(build_bpe(gguf, &vocab, spec.ignore_merges)?),
+        pre: Box::new(pretok::build(&spec)?),
+    };
+    Ok((vocab, engine, Spelling::ByteLevel))
+}
+
+/// SentencePiece: the vocabulary with its scores, and llama.cpp's defaults for the family.
+fn spm_engine(gguf: &Gguf) -> Result<(Vocab, Engine, Spelling), TokenizerError> {
+    let defaults = Defaults {
+        add_bos: true,
+        bos: Some(1),
+        eos: Some(2),
+        unknown: Some(0),
+    };
+    let vocab = Vocab::from_gguf(gguf, &defaults)?;
+    let scores = read_scores(gguf, vocab.len())?;
+    let engine = Engine::Spm {
+        spm: Box::new(spm::Spm::new(&vocab, scores)),
+        add_space_prefix: gguf
+            .get_bool("tokenizer.ggml.add_space_prefix")
+            .unwrap_or(true),
+    };
+    Ok((vocab, engine, Spelling::SentencePiece))
+}
+
 fn build_bpe(gguf: &Gguf, vocab: &Vocab, ignore_merges: bool) -> Result<BPE, TokenizerError> {
     let merges = gguf.get_str_array("tokenizer.ggml.merges").ok_or_else(|| {
         TokenizerError::Build(format!(
@@ -252,6 +349,32 @@ fn build_bpe(gguf: &Gguf, vocab: &Vocab, ignore_merges: bool) -> Result<BPE, Tok
                 gguf.path.display()
             ))
         })
+}
+
+/// `tokenizer.ggml.scores` as f32 (SentencePiece merge priorities).
+fn read_scores(gguf: &Gguf, n: usize) -> Result<Vec<f32>, TokenizerError> {
+    use candle_core::quantized::gguf_file::Value;
+    let bad = || {
+        TokenizerError::Build(format!(
+            "{}: tokenizer.ggml.scores is missing, not numbers, or shorter than the vocabulary",
+            gguf.path.display()
+        ))
+    };
+    let values = gguf.get_array("tokenizer.ggml.scores").ok_or_else(bad)?;
+    let scores = values
+        .iter()
+        .map(|v| match v {
+            Value::F32(x) => Some(*x),
+            Value::F64(x) => Some(*x as f32),
+            Value::I32(x) => Some(*x as f32),
+            _ => None,
+        })
+        .collect::<Option<Vec<f32>>>()
+        .ok_or_else(bad)?;
+    if scores.len() < n {
+        return Err(bad());
+    }
+    Ok(scores)
 }
 
 fn special_tokens_longest_first(vocab: &Vocab) -> Vec<SpecialToken> {

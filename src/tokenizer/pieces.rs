@@ -3,9 +3,10 @@
 //! Input: the `Vocab`. Output: `Pieces`. Pure data; no tokenizers, no candle.
 //!
 //! GPT-2 byte-level BPE stores each byte as a printable char (space is `Ġ`, newline `Ċ`), so a
-//! normal token's bytes are its text mapped back through that table. Control, unknown and
-//! user-defined tokens stand for their text as is. Unused and byte-typed tokens have no
-//! bytes, as in llama.cpp's `token_to_piece`.
+//! normal token's bytes are its text mapped back through that table. SentencePiece tokens are
+//! UTF-8 with `▁` for space, and its byte tokens `<0xXX>` stand for one byte. Control,
+//! unknown and user-defined tokens stand for their text as is. Unused tokens (and byte tokens
+//! of a byte-level vocabulary) have no bytes, as in llama.cpp's `token_to_piece`.
 
 use super::vocab::{attr, Vocab};
 
@@ -15,8 +16,17 @@ pub(crate) struct Pieces {
     offsets: Vec<u32>,
 }
 
+/// How normal tokens spell their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spelling {
+    /// GPT-2 byte-level chars (`Ġ` for space).
+    ByteLevel,
+    /// SentencePiece: UTF-8 text with `▁` for space; byte tokens are `<0xXX>`.
+    SentencePiece,
+}
+
 impl Pieces {
-    pub fn new(vocab: &Vocab) -> Self {
+    pub fn new(vocab: &Vocab, spelling: Spelling) -> Self {
         let unmap = char_to_byte_table();
         let total: usize = vocab.texts.iter().map(String::len).sum();
         let mut bytes = Vec::with_capacity(total);
@@ -25,6 +35,12 @@ impl Pieces {
         for (text, &a) in vocab.texts.iter().zip(&vocab.attrs) {
             if a & (attr::CONTROL | attr::UNKNOWN | attr::USER_DEFINED) != 0 {
                 bytes.extend_from_slice(text.as_bytes());
+            } else if spelling == Spelling::SentencePiece {
+                if a & attr::NORMAL != 0 {
+                    bytes.extend_from_slice(text.replace('\u{2581}', " ").as_bytes());
+                } else if a & attr::BYTE != 0 {
+                    bytes.extend(parse_byte_token(text));
+                }
             } else if a & attr::NORMAL != 0 {
                 for c in text.chars() {
                     match unmap.get(c as usize).copied().flatten() {
@@ -54,6 +70,12 @@ impl Pieces {
 
 fn is_printable(b: u8) -> bool {
     matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)
+}
+
+/// `<0x0A>` → 0x0A.
+fn parse_byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }
 
 /// The GPT-2 `bytes_to_unicode` mapping: printable Latin-1 bytes map to themselves, the other

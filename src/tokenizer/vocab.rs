@@ -121,8 +121,16 @@ const EOG_TEXTS: &[&str] = &[
     "<｜end▁of▁sentence｜>",
 ];
 
+/// What llama.cpp assumes for a tokenizer family when the GGUF does not say.
+pub(crate) struct Defaults {
+    pub add_bos: bool,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub unknown: Option<u32>,
+}
+
 impl Vocab {
-    pub fn from_gguf(gguf: &Gguf, default_add_bos: bool) -> Result<Self, TokenizerError> {
+    pub fn from_gguf(gguf: &Gguf, defaults: &Defaults) -> Result<Self, TokenizerError> {
         let tokens = gguf
             .get_str_array("tokenizer.ggml.tokens")
             .ok_or_else(|| build_err(gguf, "tokenizer.ggml.tokens is missing or not strings"))?;
@@ -178,16 +186,17 @@ impl Vocab {
                 .filter(|&id| (id as usize) < n)
                 .map(|id| id as u32)
         };
+        let in_range = |id: Option<u32>| id.filter(|&id| (id as usize) < n);
         let fim_key = |new: &str, old: &str| key_id(new).or_else(|| key_id(old));
         let mut v = Vocab {
             texts,
             attrs,
             text_to_id,
-            bos: key_id("tokenizer.ggml.bos_token_id"),
-            eos: key_id("tokenizer.ggml.eos_token_id"),
+            bos: key_id("tokenizer.ggml.bos_token_id").or(in_range(defaults.bos)),
+            eos: key_id("tokenizer.ggml.eos_token_id").or(in_range(defaults.eos)),
             eot: key_id("tokenizer.ggml.eot_token_id"),
             eom: key_id("tokenizer.ggml.eom_token_id"),
-            unknown: key_id("tokenizer.ggml.unknown_token_id"),
+            unknown: key_id("tokenizer.ggml.unknown_token_id").or(in_range(defaults.unknown)),
             padding: key_id("tokenizer.ggml.padding_token_id"),
             fim: FimIds {
                 prefix: fim_key(
@@ -208,7 +217,7 @@ impl Vocab {
             },
             add_bos: gguf
                 .get_bool("tokenizer.ggml.add_bos_token")
-                .unwrap_or(default_add_bos),
+                .unwrap_or(defaults.add_bos),
             add_eos: gguf
                 .get_bool("tokenizer.ggml.add_eos_token")
                 .unwrap_or(false),
