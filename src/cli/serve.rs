@@ -16,7 +16,7 @@ use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
-use wick_parsers::{ParserSpec, ToolParser, ToolSpec};
+use wick_parsers::{ParserSpec, ToolParser};
 
 /// Boxed so the `Command` enum stays small (clippy::large_enum_variant).
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "WICK_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// When the tool parser finds no call but another parser reads one (or the output is
+    /// JSON naming a declared tool), answer with those calls instead of plain content.
+    /// Every such response is logged and counted in `wick_tool_parser_mismatch_total`
+    /// with or without this flag.
+    #[arg(long, env = "WICK_TOOL_PARSER_FALLBACK")]
+    pub tool_parser_fallback: bool,
 }
 
 pub fn run(args: Args) -> crate::Result<()> {
@@ -68,11 +74,23 @@ pub fn run(args: Args) -> crate::Result<()> {
         return Err(Error::Usage("--parallel must be at least 1".into()));
     }
     let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
+    let state = AppState::loading(server_config(&args, &resolved));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    runtime.block_on(serve(args, resolved, state))
+}
+
+/// The HTTP side's settings from the flags and the models.toml entry.
+pub fn server_config(args: &ServeArgs, resolved: &ResolvedModel) -> ServerConfig {
     let model_id = args
         .served_model_name
         .clone()
         .unwrap_or_else(|| resolved.id.clone());
     let mut config = ServerConfig::new(model_id);
+    config.tool_parser_fallback = args.tool_parser_fallback;
     config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
     config.max_body_bytes = args.max_body_bytes;
     config.cors_origins = args
@@ -89,13 +107,7 @@ pub fn run(args: Args) -> crate::Result<()> {
         d.top_k = s.top_k.or(d.top_k);
         d.repetition_penalty = s.repetition_penalty.unwrap_or(d.repetition_penalty);
     }
-    let state = AppState::loading(config);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    runtime.block_on(serve(args, resolved, state))
+    config
 }
 
 async fn serve(args: ServeArgs, model: ResolvedModel, state: AppState) -> crate::Result<()> {
@@ -179,8 +191,9 @@ async fn shutdown_signal() {
 /// model's training context).
 const DEFAULT_CTX: usize = 4096;
 
-/// Loads the model and builds the backend the handlers use.
-fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Arc<dyn Backend>> {
+/// Loads the model and builds the backend the handlers use (blocking: seconds). Public so
+/// that router tests run the real engine without a socket.
+pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Arc<dyn Backend>> {
     threads::configure(args.runtime.threads);
     let mut gguf = Gguf::open(&model.path)?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
@@ -309,17 +322,7 @@ impl Backend for ModelBackend {
     }
 
     fn new_parser(&self, tools: &[Tool]) -> Box<dyn CallParser> {
-        let specs: Vec<ToolSpec> = tools
-            .iter()
-            .map(|t| ToolSpec {
-                name: t.function.name.clone(),
-                parameters: t
-                    .function
-                    .parameters
-                    .clone()
-                    .unwrap_or(serde_json::Value::Null),
-            })
-            .collect();
+        let specs = server::mismatch::tool_specs(tools);
         Box::new(ParserAdapter {
             inner: (self.parser.new)(&specs),
             events: Vec::new(),

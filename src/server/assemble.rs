@@ -183,6 +183,11 @@ impl Message {
         }
     }
 
+    /// Replaces the content (the fallback parser's reading of the same output).
+    pub fn set_content(&mut self, content: Option<String>) {
+        self.content = content.unwrap_or_default();
+    }
+
     /// The assistant message. With `trim` (a tool parser was used) content follows the
     /// parser contract: trimmed, `null` when empty. Without, content is kept verbatim.
     pub fn into_message(self, trim: bool) -> ChatMessage {

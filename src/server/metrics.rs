@@ -66,6 +66,9 @@ pub struct Metrics {
     tool_calls: AtomicU64,
     tool_parse_failures: AtomicU64,
     cancelled: AtomicU64,
+    /// (active parser, parser that would read the calls or `json`) → responses.
+    parser_mismatches: Mutex<BTreeMap<(String, String), u64>>,
+    parser_fallbacks: AtomicU64,
     ttft: Mutex<Histogram>,
     decode: Mutex<Histogram>,
 }
@@ -79,6 +82,8 @@ impl Default for Metrics {
             tool_calls: AtomicU64::new(0),
             tool_parse_failures: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            parser_mismatches: Mutex::new(BTreeMap::new()),
+            parser_fallbacks: AtomicU64::new(0),
             ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
             decode: Mutex::new(Histogram::new(DECODE_BUCKETS)),
         }
@@ -116,6 +121,22 @@ impl Metrics {
 
     pub fn record_cancelled(&self) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A response whose calls the active parser missed; `would_parse_with` is the parser
+    /// that reads them, or `json` for bare JSON naming a declared tool.
+    pub fn record_parser_mismatch(&self, parser: &str, would_parse_with: &str) {
+        let mut m = self
+            .parser_mismatches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *m.entry((parser.to_owned(), would_parse_with.to_owned()))
+            .or_insert(0) += 1;
+    }
+
+    /// A response answered with the calls of the fallback parser (`--tool-parser-fallback`).
+    pub fn record_parser_fallback(&self) {
+        self.parser_fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition format.
@@ -189,6 +210,25 @@ impl Metrics {
             "Generations stopped because the client went away.",
             &self.cancelled,
         );
+        out.push_str("# HELP wick_tool_parser_mismatch_total Responses with tools whose calls the active parser missed but another parser (or bare JSON naming a declared tool) reads.\n# TYPE wick_tool_parser_mismatch_total counter\n");
+        {
+            let m = self
+                .parser_mismatches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for ((parser, other), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "wick_tool_parser_mismatch_total{{parser=\"{parser}\",would_parse_with=\"{other}\"}} {n}"
+                );
+            }
+        }
+        counter(
+            &mut out,
+            "wick_tool_parser_fallback_total",
+            "Responses answered with the calls another parser read (--tool-parser-fallback).",
+            &self.parser_fallbacks,
+        );
         self.ttft.lock().unwrap_or_else(|e| e.into_inner()).render(
             "wick_time_to_first_token_seconds",
             "Time from admission to the first token.",
@@ -218,6 +258,10 @@ mod tests {
         m.record_request("/v1/models", 401);
         m.record_generation(10, 5, 0.2, 30.0);
         m.record_tool_calls(1, 2);
+        m.record_parser_mismatch("mistral", "qwen");
+        m.record_parser_mismatch("mistral", "qwen");
+        m.record_parser_mismatch("hermes", "json");
+        m.record_parser_fallback();
         let text = m.render(Gauges {
             loaded: true,
             queue_depth: 3,
@@ -231,6 +275,10 @@ mod tests {
             "wick_tokens_generated_total 5",
             "wick_tool_calls_total 1",
             "wick_tool_parse_failures_total 2",
+            "wick_tool_parser_mismatch_total{parser=\"mistral\",would_parse_with=\"qwen\"} 2",
+            "wick_tool_parser_mismatch_total{parser=\"hermes\",would_parse_with=\"json\"} 1",
+            "# TYPE wick_tool_parser_mismatch_total counter",
+            "wick_tool_parser_fallback_total 1",
             "wick_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
             "wick_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",
             "wick_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",

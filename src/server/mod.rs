@@ -12,6 +12,7 @@ pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
 pub mod metrics;
+pub mod mismatch;
 pub mod router;
 pub mod sse;
 pub mod state;

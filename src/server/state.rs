@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub default_max_tokens: Option<usize>,
     /// Sampling for fields a request leaves out (models.toml, else OpenAI's defaults).
     pub default_sampling: SamplingParams,
+    /// `--tool-parser-fallback`: when the active parser misses calls another parser reads,
+    /// answer with those calls.
+    pub tool_parser_fallback: bool,
 }
 
 impl ServerConfig {
@@ -34,6 +37,7 @@ impl ServerConfig {
             cors_origins: Vec::new(),
             default_max_tokens: None,
             default_sampling: super::validate::openai_sampling(),
+            tool_parser_fallback: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
 use crate::server::backend::{Backend, CallParser, PlainText};
 use crate::server::error::error_body;
 use crate::server::extract::{from_value, Json};
+use crate::server::mismatch::{self, Fallback};
 use crate::server::sse;
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
@@ -33,6 +34,13 @@ struct Running {
     prefix: String,
     close: &'static str,
     rx: UnboundedReceiver<Event>,
+    /// The active tool parser, named in the mismatch check.
+    parser: String,
+    /// Everything fed to the parser, kept only when tools are declared: the mismatch check
+    /// reads the whole output when the parser found no call.
+    output: Option<String>,
+    /// Calls another parser read where the active one found none (`--tool-parser-fallback`).
+    fallback: Option<Fallback>,
 }
 
 pub async fn chat_completions(
@@ -78,7 +86,11 @@ pub async fn chat_completions(
         },
     )?;
     let assembler = Assembler::new(parser_for(&backend, &plan), plan.max_calls);
+    let output = (plan.tool_mode != ToolMode::Off && !plan.tools.is_empty()).then(String::new);
     let running = Running {
+        parser: backend.parser_name().to_owned(),
+        output,
+        fallback: None,
         model: state.config().model_id.clone(),
         state,
         id: response_id("chatcmpl"),
@@ -103,6 +115,7 @@ fn parser_for(backend: &Arc<dyn Backend>, plan: &ChatPlan) -> Box<dyn CallParser
     }
 }
 
+/// With fallback calls, `calls` counts them (finish_reason `tool_calls`).
 fn finish_reason(f: &Finished, calls: usize) -> &'static str {
     match f.reason {
         FinishReason::Stop if calls > 0 => "tool_calls",
@@ -116,34 +129,88 @@ impl Running {
     fn step(&mut self, event: Event, out: &mut Vec<Delta>) -> Result<Option<Finished>, Error> {
         match event {
             Event::Token { text, .. } => {
-                self.assembler.push(&text, out);
+                self.feed(&text, out);
                 Ok(None)
             }
             Event::Failed(e) => Err(Error::Engine(e)),
             done @ Event::Done { .. } => {
                 let finished = record(&self.state, done);
                 if let Some(f) = &finished {
-                    self.assembler.push(&f.tail, out);
+                    self.feed(&f.tail, out);
                     // The constraint completed the forced call: add its closing markup.
                     if f.reason == FinishReason::Stop && !self.close.is_empty() {
-                        self.assembler.push(self.close, out);
+                        self.feed(self.close, out);
                     }
                 }
                 self.assembler.finish(out);
                 self.state
                     .metrics()
                     .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
+                self.check_mismatch();
                 Ok(finished)
             }
+        }
+    }
+
+    fn feed(&mut self, text: &str, out: &mut Vec<Delta>) {
+        if let Some(output) = &mut self.output {
+            output.push_str(text);
+        }
+        self.assembler.push(text, out);
+    }
+
+    /// Tools declared and no call parsed: did another parser read calls in the output?
+    fn check_mismatch(&mut self) {
+        if self.assembler.calls() > 0 {
+            return;
+        }
+        let Some(output) = self.output.take() else {
+            return;
+        };
+        self.fallback = mismatch::check(
+            &self.state,
+            &self.parser,
+            &self.plan.tools,
+            &output,
+            self.plan.max_calls,
+        )
+        .filter(|f| !f.calls.is_empty());
+        if let Some(f) = &self.fallback {
+            self.state.metrics().record_tool_calls(f.calls.len(), 0);
+        }
+    }
+
+    /// The calls the response carries: the active parser's, else the fallback's.
+    fn calls(&self) -> usize {
+        match &self.fallback {
+            Some(f) => f.calls.len(),
+            None => self.assembler.calls(),
         }
     }
 
     fn start(&mut self, out: &mut Vec<Delta>) {
         if !self.prefix.is_empty() {
             let prefix = std::mem::take(&mut self.prefix);
-            self.assembler.push(&prefix, out);
+            self.feed(&prefix, out);
         }
     }
+}
+
+/// The fallback calls as deltas (indices from 0: the active parser found none).
+fn fallback_deltas(f: &Fallback) -> impl Iterator<Item = Delta> + '_ {
+    f.calls.iter().enumerate().flat_map(|(index, c)| {
+        [
+            Delta::CallStart {
+                index,
+                id: crate::server::assemble::call_id(),
+                name: c.name.clone(),
+            },
+            Delta::CallArguments {
+                index,
+                text: c.arguments.clone(),
+            },
+        ]
+    })
 }
 
 async fn whole(mut run: Running) -> Result<Response, Error> {
@@ -161,6 +228,11 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
         }
     };
     let trim = run.plan.tool_mode != ToolMode::Off;
+    if let Some(f) = &run.fallback {
+        message.set_content(f.content.clone());
+        fallback_deltas(f).for_each(|d| message.apply(d));
+    }
+    let reason = finish_reason(&finished, run.calls());
     let response = ChatCompletion {
         id: run.id,
         object: "chat.completion",
@@ -168,7 +240,7 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
         model: run.model,
         choices: vec![ChatChoice {
             index: 0,
-            finish_reason: finish_reason(&finished, run.assembler.calls()),
+            finish_reason: reason,
             message: message.into_message(trim),
             logprobs: None,
         }],
@@ -268,7 +340,15 @@ async fn pump(mut run: Running, tx: sse::SseSender) {
             }
         }
         if let Some(f) = done {
-            let reason = finish_reason(&f, run.assembler.calls());
+            // Content was streamed already; fallback calls follow it as call deltas.
+            if let Some(fb) = &run.fallback {
+                for d in fallback_deltas(fb) {
+                    if !tx.send(sse::frame(&run.delta_chunk(&d))).await {
+                        return;
+                    }
+                }
+            }
+            let reason = finish_reason(&f, run.calls());
             tx.send(sse::frame(&run.chunk(ChatDelta::default(), Some(reason))))
                 .await;
             if run.plan.common.include_usage {
