@@ -192,6 +192,19 @@ async fn mismatched_parser_is_counted_and_fallback_answers_with_the_call() {
     assert_eq!(found.len(), 1, "{m}");
     assert_ne!(found[0].0, "mistral");
     assert_eq!(found[0].1, 1);
+    eprintln!(
+        "mistral missed a call that {:?} reads in {content:?}",
+        found[0].0
+    );
+    // The check runs on the response path: it must stay cheap (every parser once).
+    let tools: Vec<wick::api::Tool> =
+        serde_json::from_value(weather_request(false)["tools"].clone()).unwrap();
+    let probe_state = AppState::loading(wick::server::ServerConfig::new("m"));
+    let start = Instant::now();
+    for _ in 0..100 {
+        wick::server::mismatch::check(&probe_state, "mistral", &tools, content, None);
+    }
+    eprintln!("mismatch check: {:?} per response", start.elapsed() / 100);
     assert!(
         m.lines().any(|l| l == "wick_tool_parser_fallback_total 0"),
         "{m}"
