@@ -349,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn builds_hub_urls_like_hf_hub() {
+        let hub = HubConfig {
+            endpoint: "https://hf.example".into(),
+            token: None,
+            offline: false,
+            pypi_index: String::new(),
+        };
+        let hf = |revision: &str| HfSource {
+            repo: "Qwen/Q-GGUF".into(),
+            file: "q.gguf".into(),
+            revision: revision.into(),
+        };
+        assert_eq!(
+            fetch::resolve_url(&hub, &hf("main")),
+            "https://hf.example/Qwen/Q-GGUF/resolve/main/q.gguf"
+        );
+        assert_eq!(
+            fetch::resolve_url(&hub, &hf("refs/pr/1")),
+            "https://hf.example/Qwen/Q-GGUF/resolve/refs%2Fpr%2F1/q.gguf"
+        );
+    }
+
+    #[test]
     fn errors_are_one_line_and_name_the_problem() {
         let e = ModelsError::Unknown {
             reference: "qwen".into(),
