@@ -25,7 +25,11 @@ impl Drop for Server {
 
 fn start_server() -> Server {
     let model = common::test_model(common::QWEN05);
-    let mut child = Command::new(common::wick_bin())
+    // WICK_BIN runs another build of wick (e.g. a release binary) against these tests.
+    let bin = std::env::var_os("WICK_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(common::wick_bin);
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "--port",
@@ -68,6 +72,12 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
             .map(|r| r.status().as_u16());
         match status {
             Ok(200) => return,
+            Ok(503) if health_code(client, base).await.as_deref() == Some("model_load_failed") => {
+                panic!(
+                    "the model failed to load: {:?}",
+                    health_body(client, base).await
+                )
+            }
             Ok(503) | Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
@@ -81,6 +91,16 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
             }
         }
     }
+}
+
+async fn health_body(client: &reqwest::Client, base: &str) -> Option<Value> {
+    let resp = client.get(format!("{base}/health")).send().await.ok()?;
+    resp.json().await.ok()
+}
+
+async fn health_code(client: &reqwest::Client, base: &str) -> Option<String> {
+    let body = health_body(client, base).await?;
+    body["error"]["code"].as_str().map(str::to_owned)
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {

@@ -215,7 +215,7 @@ impl Model for Decoder {
             kv_heads: self.hp.n_kv_head,
             head_dim: self.hp.head_dim,
         };
-        KvCache::new(shape, capacity, DType::F32, &self.device)
+        KvCache::new(shape, capacity, DType::F16, &self.device)
     }
 
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {

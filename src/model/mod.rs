@@ -10,6 +10,7 @@ mod kv_cache;
 mod layers;
 mod llama;
 mod qwen2;
+mod requant;
 
 use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};

@@ -16,7 +16,7 @@ mod registry;
 pub use fetch::{ensure, partial_path, Existing, Target};
 pub use progress::{human, ProgressMode};
 pub use registry::{
-    HfSource, Mirror, ModelEntry, Registry, Sampling, BUILTIN_NAME, BUILTIN_TOML, SUPPORTED_ARCHS,
+    supported_archs, HfSource, Mirror, ModelEntry, Registry, Sampling, BUILTIN_NAME, BUILTIN_TOML,
 };
 
 use crate::config::{HubConfig, ModelsConfig};
@@ -38,7 +38,7 @@ pub enum ModelsError {
         line: usize,
         message: String,
     },
-    #[error("model '{id}' has architecture '{arch}', which wick cannot run yet (supported: {})", SUPPORTED_ARCHS.join(", "))]
+    #[error("model '{id}' has architecture '{arch}', which wick cannot run yet (supported: {})", registry::supported_archs().join(", "))]
     UnsupportedArch { id: String, arch: String },
     #[error("'{0}' is a file path; `wick pull` takes a models.toml id or owner/repo:file.gguf")]
     NotPullable(String),

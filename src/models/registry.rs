@@ -14,9 +14,11 @@ pub const BUILTIN_TOML: &str = include_str!("../../models.toml");
 /// How the built-in registry is named in error messages.
 pub const BUILTIN_NAME: &str = "models.toml (built-in)";
 
-/// Architectures the engine runs. Must match `model::ARCHITECTURES`; an entry with another
+/// Architectures the engine runs, from the engine's own table; an entry with another
 /// architecture is listed but refused by `pull`/`serve` with a clear message.
-pub const SUPPORTED_ARCHS: &[&str] = &["qwen2", "llama"];
+pub fn supported_archs() -> Vec<&'static str> {
+    crate::model::ARCHITECTURES.iter().map(|a| a.name).collect()
+}
 
 /// Tool-parser names (the parser contract fixes them).
 const TOOL_PARSERS: &[&str] = &[
@@ -120,7 +122,7 @@ impl ModelEntry {
 
     /// Whether the engine can run this entry's architecture.
     pub fn is_supported(&self) -> bool {
-        SUPPORTED_ARCHS.contains(&self.arch.as_str())
+        supported_archs().contains(&self.arch.as_str())
     }
 
     /// Checks what serde cannot: formats and the closed lists of names.

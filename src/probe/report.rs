@@ -114,7 +114,8 @@ fn row(out: &mut String, label: &str, cells: &[String], width: usize) {
 /// The human-readable report.
 pub fn to_text(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "model      {} ({})", r.model_id, r.model_path);
+    let _ = writeln!(out, "model      {}", r.model_id);
+    let _ = writeln!(out, "file       {}", r.model_path);
     match &r.detection {
         Some(d) => {
             let _ = writeln!(
@@ -135,7 +136,7 @@ pub fn to_text(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "           renders an assistant call as: {}",
-                one_line(&f.text, 60)
+                one_line(&f.text, 56)
             );
         }
         None => {
@@ -510,7 +511,7 @@ mod tests {
                 evidence: "template contains <tool_call>".into(),
             }),
             template_format: Some(TemplateFormat {
-                text: "<tool_call>\n{}\n</tool_call>".into(),
+                text: format!("<tool_call>\n{}\n</tool_call>", "x".repeat(200)),
                 read_by: vec!["hermes", "qwen", "auto"],
             }),
             parsers,

@@ -6,8 +6,10 @@
 //!
 //! Encoding runs in three steps, as in llama.cpp: split the text at special-token text
 //! (`special`), split each plain piece into words with the model's pre-tokenizer regexes and
-//! map bytes to GPT-2 chars (`pretok`), then merge each word with BPE. Which tokens are
-//! special, and which end generation, follows llama.cpp's re-typing (`vocab`).
+//! map bytes to GPT-2 chars (`pretok`), then merge each word with BPE. SentencePiece
+//! vocabularies (`tokenizer.ggml.model = llama`) replace the last two steps with `spm`. Which
+//! tokens are special, and which end generation, follows llama.cpp's re-typing (`vocab`).
+//! (SentencePiece scores are read through candle's GGUF metadata `Value`; no tensors.)
 
 pub mod detok;
 mod pieces;
@@ -69,39 +71,8 @@ impl Tokenizer {
             ))
         })?;
         let (vocab, engine, spelling) = match model {
-            "gpt2" => {
-                let spec = pretok::lookup(gguf.get_str("tokenizer.ggml.pre"))?;
-                let defaults = Defaults {
-                    add_bos: spec.add_bos,
-                    bos: None,
-                    eos: None,
-                    unknown: None,
-                };
-                let vocab = Vocab::from_gguf(gguf, &defaults)?;
-                let engine = Engine::Bpe {
-                    bpe: Box::new(build_bpe(gguf, &vocab, spec.ignore_merges)?),
-                    pre: Box::new(pretok::build(&spec)?),
-                };
-                (vocab, engine, Spelling::ByteLevel)
-            }
-            "llama" => {
-                // llama.cpp's defaults for SentencePiece vocabularies.
-                let defaults = Defaults {
-                    add_bos: true,
-                    bos: Some(1),
-                    eos: Some(2),
-                    unknown: Some(0),
-                };
-                let vocab = Vocab::from_gguf(gguf, &defaults)?;
-                let scores = read_scores(gguf, vocab.len())?;
-                let engine = Engine::Spm {
-                    spm: Box::new(spm::Spm::new(&vocab, scores)),
-                    add_space_prefix: gguf
-                        .get_bool("tokenizer.ggml.add_space_prefix")
-                        .unwrap_or(true),
-                };
-                (vocab, engine, Spelling::SentencePiece)
-            }
+            "gpt2" => bpe_engine(gguf)?,
+            "llama" => spm_engine(gguf)?,
             other => {
                 return Err(TokenizerError::Unsupported(format!(
                     "tokenizer.ggml.model '{other}'; supported: gpt2 (byte-level BPE), llama (SentencePiece)"
@@ -305,6 +276,42 @@ impl Tokenizer {
     pub fn is_control(&self, id: u32) -> bool {
         self.vocab.attr(id) & attr::CONTROL != 0
     }
+}
+
+/// Byte-level BPE: the vocabulary, the merges and the pre-tokenizer `tokenizer.ggml.pre` names.
+fn bpe_engine(gguf: &Gguf) -> Result<(Vocab, Engine, Spelling), TokenizerError> {
+    let spec = pretok::lookup(gguf.get_str("tokenizer.ggml.pre"))?;
+    let defaults = Defaults {
+        add_bos: spec.add_bos,
+        bos: None,
+        eos: None,
+        unknown: None,
+    };
+    let vocab = Vocab::from_gguf(gguf, &defaults)?;
+    let engine = Engine::Bpe {
+        bpe: Box::new(build_bpe(gguf, &vocab, spec.ignore_merges)?),
+        pre: Box::new(pretok::build(&spec)?),
+    };
+    Ok((vocab, engine, Spelling::ByteLevel))
+}
+
+/// SentencePiece: the vocabulary with its scores, and llama.cpp's defaults for the family.
+fn spm_engine(gguf: &Gguf) -> Result<(Vocab, Engine, Spelling), TokenizerError> {
+    let defaults = Defaults {
+        add_bos: true,
+        bos: Some(1),
+        eos: Some(2),
+        unknown: Some(0),
+    };
+    let vocab = Vocab::from_gguf(gguf, &defaults)?;
+    let scores = read_scores(gguf, vocab.len())?;
+    let engine = Engine::Spm {
+        spm: Box::new(spm::Spm::new(&vocab, scores)),
+        add_space_prefix: gguf
+            .get_bool("tokenizer.ggml.add_space_prefix")
+            .unwrap_or(true),
+    };
+    Ok((vocab, engine, Spelling::SentencePiece))
 }
 
 fn build_bpe(gguf: &Gguf, vocab: &Vocab, ignore_merges: bool) -> Result<BPE, TokenizerError> {
