@@ -295,6 +295,20 @@ mod tests {
     }
 
     #[test]
+    fn bundled_chatml_override_renders_like_jinja2() {
+        let source = include_str!("../../chat_templates/chatml.jinja");
+        let t = tpl(source).unwrap();
+        let req = json!({"messages": [
+            {"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function",
+                "function": {"name": "f", "arguments": "{\"x\": \"é\"}"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "R"}]});
+        // Rendered by tests/templates/gen_goldens.py's HF environment.
+        let want = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": \"é\"}}\n</tool_call><|im_end|>\n<|im_start|>tool\nR<|im_end|>\n<|im_start|>assistant\n";
+        assert_eq!(t.render(&req).unwrap(), want);
+    }
+
+    #[test]
     fn names_the_line_of_a_syntax_error() {
         match tpl("line one\n{% if x %}\nno end") {
             Err(TemplateError::Parse { line, .. }) => assert!(line >= 2, "line {line}"),
