@@ -117,6 +117,13 @@ pub struct ResolvedModel {
     pub entry: Option<ModelEntry>,
 }
 
+impl ResolvedModel {
+    /// The models.toml chat-template override (a file name under `chat_templates/`).
+    pub fn chat_template_override(&self) -> Option<&str> {
+        self.entry.as_ref()?.chat_template.as_deref()
+    }
+}
+
 /// The models directory: `--models-dir`, else `$WICK_MODELS_DIR`, else the platform cache.
 pub fn models_dir(flag: Option<&Path>) -> PathBuf {
     crate::config::models_dir(flag)
