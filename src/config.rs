@@ -31,8 +31,15 @@ impl HubConfig {
     /// Reads `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` and `WICK_PYPI_INDEX`.
     pub fn from_env() -> Self {
         let endpoint = env("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_owned());
-        // hf-hub knows where `huggingface-cli login` stores the token ($HF_HOME/token).
-        let token = env("HF_TOKEN").or_else(|| hf_hub::Cache::from_env().token());
+        // hf-hub knows the layout of the cache where `huggingface-cli login` stores the
+        // token; its own `Cache::from_env` panics without a home directory, so the
+        // directory is found here.
+        let hf_cache = env("HF_HOME")
+            .map(PathBuf::from)
+            .or_else(|| dirs::home_dir().map(|h| h.join(".cache").join("huggingface")))
+            .map(|d| d.join("hub"));
+        let token =
+            env("HF_TOKEN").or_else(|| hf_cache.and_then(|d| hf_hub::Cache::new(d).token()));
         HubConfig {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token,

@@ -260,3 +260,97 @@ fn override_file_replaces_the_gguf_template() {
         "{broken:?}"
     );
 }
+
+/// Runs `wick render` with `args`, feeding `stdin`; returns (exit ok, stdout, stderr).
+fn wick_render(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::wick_bin())
+        .arg("render")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wick runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wick exits");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    )
+}
+
+#[test]
+fn render_command_prints_the_prompt_exactly() {
+    let refs = read_json(&common::test_data("templates/reference_chat.json"));
+    let r = refs
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "chat_tools"))
+        .expect("chat_tools reference");
+    let model = common::test_model(r["model"].as_str().expect("model"));
+    let model = model.to_str().expect("utf-8 path");
+    let body = r["request"].to_string();
+    let want = r["prompt"].as_str().expect("prompt");
+
+    let (ok, stdout, stderr) = wick_render(&["--model", model], &body);
+    assert!(ok, "stdin request failed: {stderr}");
+    assert_eq!(stdout, want, "prompt from stdin");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("request.json");
+    std::fs::write(&file, &body).expect("write request");
+    let file = file.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = wick_render(&["--model", model, "--request", file], "");
+    assert!(ok, "--request failed: {stderr}");
+    assert_eq!(stdout, want, "prompt from --request");
+}
+
+#[test]
+fn render_command_fails_with_one_line_errors() {
+    let model = common::test_model(common::QWEN05);
+    let model = model.to_str().expect("utf-8 path");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raising = dir.path().join("raising.jinja");
+    std::fs::write(
+        &raising,
+        "{{ raise_exception('Only user and assistant roles are supported!') }}",
+    )
+    .expect("write template");
+    let raising = raising.to_str().expect("utf-8 path");
+    let user = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--model", model], "{not json", "not valid JSON"),
+        (
+            &["--model", model],
+            r#"{"messages":"hi"}"#,
+            "`messages` must be an array",
+        ),
+        (
+            &["--model", model, "--chat-template", raising],
+            user,
+            "Only user and assistant roles are supported!",
+        ),
+        (
+            &["--model", model, "--request", "/nonexistent/request.json"],
+            "",
+            "cannot read request file",
+        ),
+    ];
+    for (args, stdin, want) in cases {
+        let (ok, stdout, stderr) = wick_render(args, stdin);
+        assert!(!ok, "{args:?} succeeded: {stdout}");
+        assert!(stdout.is_empty(), "{args:?} printed {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(want),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -79,7 +79,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut gguf = Gguf::open(&resolved.path)?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
     let prompt_text = if args.chat {
-        chat_prompt(&gguf, &args.model, &prompt_text)?
+        chat_prompt(
+            &gguf,
+            &args.model,
+            resolved.chat_template_override(),
+            &prompt_text,
+        )?
     } else {
         prompt_text
     };
@@ -205,8 +210,17 @@ fn check_sampling(args: &Args) -> Result<()> {
 
 /// `--chat`: the prompt as one user message through the model's chat template (or
 /// `--chat-template`), with the generation prompt added.
-fn chat_prompt(gguf: &Gguf, model: &ModelArgs, text: &str) -> Result<String> {
-    let template = crate::template::ChatTemplate::from_gguf(gguf, model.chat_template.as_deref())?;
+fn chat_prompt(
+    gguf: &Gguf,
+    model: &ModelArgs,
+    registry_override: Option<&str>,
+    text: &str,
+) -> Result<String> {
+    let template = crate::template::ChatTemplate::for_model(
+        gguf,
+        model.chat_template.as_deref(),
+        registry_override,
+    )?;
     let request = serde_json::json!({ "messages": [{ "role": "user", "content": text }] });
     Ok(template.render(&request)?)
 }

@@ -45,7 +45,11 @@ pub fn run(args: Args) -> crate::Result<()> {
         (None, None) => None,
     };
     let mut gguf = Gguf::open(&resolved.path)?;
-    let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
+    let template = ChatTemplate::for_model(
+        &gguf,
+        args.model.chat_template.as_deref(),
+        resolved.chat_template_override(),
+    )?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
     let device = crate::model::device_from_str(&args.runtime.device)?;
     let model = crate::model::load(&mut gguf, &device)?;

@@ -28,7 +28,11 @@ pub fn run(args: Args) -> crate::Result<()> {
     })?;
     let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
     let gguf = Gguf::open(&resolved.path)?;
-    let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
+    let template = ChatTemplate::for_model(
+        &gguf,
+        args.model.chat_template.as_deref(),
+        resolved.chat_template_override(),
+    )?;
     let prompt = template.render(&request)?;
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -197,7 +197,11 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
     threads::configure(args.runtime.threads);
     let mut gguf = Gguf::open(&model.path)?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-    let template = ChatTemplate::from_gguf(&gguf, args.model.chat_template.as_deref())?;
+    let template = ChatTemplate::for_model(
+        &gguf,
+        args.model.chat_template.as_deref(),
+        model.chat_template_override(),
+    )?;
     let specials: Vec<&str> = tokenizer.special_tokens().iter().map(|(_, t)| *t).collect();
     let parser = pick_parser(args, model, template.source(), &specials)?;
     let fim = FimStyle::detect(&specials).map(|style| {

@@ -236,11 +236,11 @@ impl Sampler {
         let total: f64 = self
             .cand
             .iter()
-            .map(|&i| ((self.work[i as usize] - max) as f64).exp())
+            .map(|&i| (self.work[i as usize] - max).exp() as f64)
             .sum();
         let mut u = self.rng.next_f64() * total;
         for &i in &self.cand {
-            u -= ((self.work[i as usize] - max) as f64).exp();
+            u -= (self.work[i as usize] - max).exp() as f64;
             if u < 0.0 {
                 return Some(i);
             }
@@ -299,7 +299,7 @@ impl Sampler {
         let work = &self.work;
         let z: f64 = work
             .iter()
-            .map(|&l| ((l - max) as f64).exp())
+            .map(|&l| (l - max).exp() as f64)
             .sum::<f64>()
             .max(f64::MIN_POSITIVE);
         let n = self.cand.len();
@@ -312,7 +312,7 @@ impl Sampler {
             self.cand[..chunk].sort_unstable_by(|&a, &b| by_logit_desc(work, a, b));
             let mut mass = 0.0;
             for (j, &i) in self.cand[..chunk].iter().enumerate() {
-                mass += ((work[i as usize] - max) as f64).exp() / z;
+                mass += (work[i as usize] - max).exp() as f64 / z;
                 if mass >= p {
                     self.cand.truncate(j + 1);
                     return;
@@ -347,7 +347,7 @@ pub fn argmax(xs: &[f32]) -> Option<u32> {
     best.map(|(i, _)| i as u32)
 }
 
-/// log softmax(logits)[i], computed stably in f64.
+/// log softmax(logits)[i], computed stably (f32 exponentials summed in f64).
 pub fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let max = logits
         .iter()
@@ -357,7 +357,7 @@ pub fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let z: f64 = logits
         .iter()
         .filter(|l| !l.is_nan())
-        .map(|&l| ((l - max) as f64).exp())
+        .map(|&l| (l - max).exp() as f64)
         .sum();
     let li = logits.get(i).copied().unwrap_or(f32::NEG_INFINITY);
     ((li - max) as f64 - z.ln()) as f32

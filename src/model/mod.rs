@@ -96,10 +96,13 @@ pub trait Model: Send + Sync {
     }
 }
 
+/// How an architecture file builds its model from an opened GGUF.
+pub type LoadFn = fn(&mut Gguf, &Device, &LoadOptions) -> Result<Box<dyn Model>, ModelError>;
+
 /// One supported `general.architecture`.
 pub struct Arch {
     pub name: &'static str,
-    pub load: fn(&mut Gguf, &Device, &LoadOptions) -> Result<Box<dyn Model>, ModelError>,
+    pub load: LoadFn,
 }
 
 /// Every architecture wick can run. Adding one is a new file and a line here.

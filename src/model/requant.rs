@@ -18,7 +18,7 @@ pub(crate) fn is_exact_to_q8_0(dtype: GgmlDType) -> bool {
 /// count that is not a whole number of blocks.
 pub(crate) fn convert_to_q8_0(dtype: GgmlDType, src: &[u8]) -> Option<Vec<u8>> {
     let in_bytes = dtype.type_size();
-    if !is_exact_to_q8_0(dtype) || src.len() % in_bytes != 0 {
+    if !is_exact_to_q8_0(dtype) || !src.len().is_multiple_of(in_bytes) {
         return None;
     }
     let mut out = Vec::with_capacity(src.len() / in_bytes * Q8_0_BYTES);

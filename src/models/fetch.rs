@@ -209,25 +209,21 @@ fn from_mirror(
     )
 }
 
-/// The hub's resolve URL, built the way hf-hub builds it (endpoint, repo, revision).
+/// The hub's resolve URL, with hf-hub's conventions for the repo path and the revision
+/// (which it URL-encodes, e.g. `refs/pr/1`).
 pub fn resolve_url(hub: &HubConfig, hf: &HfSource) -> String {
-    let api = hf_hub::api::sync::ApiBuilder::new()
-        .with_endpoint(hub.endpoint.clone())
-        .with_progress(false)
-        .build();
     let repo = hf_hub::Repo::with_revision(
         hf.repo.clone(),
         hf_hub::RepoType::Model,
         hf.revision.clone(),
     );
-    match api {
-        Ok(api) => api.repo(repo).url(&hf.file),
-        // Building the client only fails on a bad token header; the URL scheme is fixed.
-        Err(_) => format!(
-            "{}/{}/resolve/{}/{}",
-            hub.endpoint, hf.repo, hf.revision, hf.file
-        ),
-    }
+    format!(
+        "{}/{}/resolve/{}/{}",
+        hub.endpoint,
+        repo.url(),
+        repo.url_revision(),
+        hf.file
+    )
 }
 
 /// `<dest>.partial`: never a name any reader of the models directory takes for a model.

@@ -117,6 +117,13 @@ pub struct ResolvedModel {
     pub entry: Option<ModelEntry>,
 }
 
+impl ResolvedModel {
+    /// The models.toml chat-template override (a file name under `chat_templates/`).
+    pub fn chat_template_override(&self) -> Option<&str> {
+        self.entry.as_ref()?.chat_template.as_deref()
+    }
+}
+
 /// The models directory: `--models-dir`, else `$WICK_MODELS_DIR`, else the platform cache.
 pub fn models_dir(flag: Option<&Path>) -> PathBuf {
     crate::config::models_dir(flag)
@@ -346,6 +353,29 @@ mod tests {
         ] {
             assert_eq!(parse_hub_reference(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn builds_hub_urls_like_hf_hub() {
+        let hub = HubConfig {
+            endpoint: "https://hf.example".into(),
+            token: None,
+            offline: false,
+            pypi_index: String::new(),
+        };
+        let hf = |revision: &str| HfSource {
+            repo: "Qwen/Q-GGUF".into(),
+            file: "q.gguf".into(),
+            revision: revision.into(),
+        };
+        assert_eq!(
+            fetch::resolve_url(&hub, &hf("main")),
+            "https://hf.example/Qwen/Q-GGUF/resolve/main/q.gguf"
+        );
+        assert_eq!(
+            fetch::resolve_url(&hub, &hf("refs/pr/1")),
+            "https://hf.example/Qwen/Q-GGUF/resolve/refs%2Fpr%2F1/q.gguf"
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum TemplateError {
     /// The model has no chat template and no override was given.
     #[error("the model has no chat template (no 'tokenizer.chat_template' in the GGUF); pass --chat-template FILE")]
     Missing,
+    /// models.toml names an override that is not in `chat_templates/`.
+    #[error("models.toml names chat template override '{0}', which is not in chat_templates/")]
+    UnknownOverride(String),
     /// The template ran out of fuel or produced more than [`MAX_OUTPUT_BYTES`].
     #[error("chat template stopped: {0}")]
     TooMuchWork(String),
@@ -86,9 +89,23 @@ impl ChatTemplate {
         gguf: &Gguf,
         override_path: Option<&Path>,
     ) -> Result<ChatTemplate, TemplateError> {
-        let source = match override_path {
-            Some(path) => read_template_file(path)?,
-            None => gguf
+        ChatTemplate::for_model(gguf, override_path, None)
+    }
+
+    /// The template for a model, by precedence: `--chat-template FILE`, else the models.toml
+    /// entry's override (a file of `chat_templates/`, compiled into the binary), else the
+    /// GGUF's own template.
+    pub fn for_model(
+        gguf: &Gguf,
+        override_path: Option<&Path>,
+        registry_override: Option<&str>,
+    ) -> Result<ChatTemplate, TemplateError> {
+        let source = match (override_path, registry_override) {
+            (Some(path), _) => read_template_file(path)?,
+            (None, Some(name)) => builtin_override(name)
+                .ok_or_else(|| TemplateError::UnknownOverride(name.to_owned()))?
+                .to_owned(),
+            (None, None) => gguf
                 .get_str(GGUF_TEMPLATE_KEY)
                 .ok_or(TemplateError::Missing)?
                 .to_owned(),
@@ -268,6 +285,20 @@ impl Write for CappedWriter {
     }
 }
 
+/// The overrides shipped in `chat_templates/`, compiled in so that an installed binary needs
+/// no checkout. models.toml names them by file name.
+const BUILTIN_OVERRIDES: &[(&str, &str)] = &[(
+    "chatml.jinja",
+    include_str!("../../chat_templates/chatml.jinja"),
+)];
+
+fn builtin_override(name: &str) -> Option<&'static str> {
+    BUILTIN_OVERRIDES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, source)| *source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +323,20 @@ mod tests {
             t.render_with(&req, false).unwrap(),
             "<|im_start|>user\nhi<|im_end|>\n"
         );
+    }
+
+    #[test]
+    fn bundled_chatml_override_renders_like_jinja2() {
+        let source = include_str!("../../chat_templates/chatml.jinja");
+        let t = tpl(source).unwrap();
+        let req = json!({"messages": [
+            {"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function",
+                "function": {"name": "f", "arguments": "{\"x\": \"é\"}"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "R"}]});
+        // Rendered by tests/templates/gen_goldens.py's HF environment.
+        let want = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": \"é\"}}\n</tool_call><|im_end|>\n<|im_start|>tool\nR<|im_end|>\n<|im_start|>assistant\n";
+        assert_eq!(t.render(&req).unwrap(), want);
     }
 
     #[test]
@@ -366,4 +411,17 @@ mod tests {
 
     /// A tool-aware ChatML template shaped like Qwen2.5's (loops over tools and messages).
     const CHATML_WITH_TOOLS: &str = "{%- if tools %}<|im_start|>system\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools><|im_end|>\n{% endif %}{% for message in messages %}{% if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+    #[test]
+    fn builtin_overrides_are_valid_templates() {
+        for (name, source) in BUILTIN_OVERRIDES {
+            let t = ChatTemplate::from_source(source.to_string(), "", "")
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let out = t
+                .render(&serde_json::json!({"messages": [{"role": "user", "content": "hi"}]}))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(out.contains("hi"), "{name}: {out}");
+        }
+        assert!(builtin_override("no-such.jinja").is_none());
+    }
 }
