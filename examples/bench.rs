@@ -4,7 +4,7 @@
 //! llama.cpp on the same prompt ids.
 //!
 //! cargo run --release --example bench -- MODEL.gguf [--prompt-ids FILE.json]
-//!     [--prompt-tokens 256] [--decode 64] [--no-requant]
+//!     [--prompt-tokens 256] [--decode 64] [--no-requant] [--threads N]
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -18,6 +18,7 @@ struct Args {
     prompt_tokens: usize,
     decode: usize,
     requant: bool,
+    threads: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -27,6 +28,7 @@ fn parse_args() -> Result<Args> {
         prompt_tokens: 256,
         decode: 64,
         requant: true,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args> {
             "--prompt-tokens" => a.prompt_tokens = it.next().context("N")?.parse()?,
             "--decode" => a.decode = it.next().context("N")?.parse()?,
             "--no-requant" => a.requant = false,
+            "--threads" => a.threads = Some(it.next().context("--threads N")?.parse()?),
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             s => a.model = s.to_owned(),
         }
@@ -67,6 +70,8 @@ fn argmax(logits: &[f32]) -> u32 {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    // Before any candle op, so both of candle's pools are built with this size.
+    wick::engine::threads::configure(args.threads);
     let mut gguf = Gguf::open(std::path::Path::new(&args.model))?;
     let options = if args.requant {
         LoadOptions::default()
@@ -112,6 +117,7 @@ fn main() -> Result<()> {
             "peak_rss_mb": peak_rss_mb(),
             "load_s": load_s,
             "last_id": next,
+            "threads": wick::engine::threads::current(),
         })
     );
     Ok(())

@@ -103,6 +103,11 @@ impl Loader<'_> {
     }
 }
 
+/// From this many input rows on, `QLinear` dequantizes the weight and runs a dense GEMM
+/// instead of the quantized matvec path (measured on Qwen2.5-Coder-0.5B, 128-token prompt:
+/// prefill 1.5x faster on 1 thread, 2x on 2; decode is one row and never takes it).
+const DENSE_MIN_ROWS: usize = 16;
+
 /// `y = x W^T (+ b)` with a quantized `W`.
 pub(crate) struct QLinear {
     w: QMatMul,
@@ -115,11 +120,41 @@ impl QLinear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let y = self.w.forward(x)?;
+        let y = match &self.w {
+            // Prefill: candle's quantized matmul redoes a full vec_dot per (token, row) and
+            // reuses nothing across tokens; for a batch, dequantizing the weight once and
+            // running a dense f32 GEMM is several times faster (see DENSE_MIN_ROWS).
+            QMatMul::QTensor(q) if x.rank() == 2 && x.dim(0)? >= DENSE_MIN_ROWS => {
+                match activation_dtype(q.dtype()) {
+                    Some(dt) if x.dim(1)? % dt.block_size() == 0 => {
+                        // The quantized path (like llama.cpp) rounds the activations to the
+                        // weight type's dot-product partner first; round-trip them the same
+                        // way so the dense products equal it up to f32 summation order
+                        // (measured: skipping this moves logprobs by 0.5 nats).
+                        let xq = QTensor::quantize(&x.contiguous()?, dt)?.dequantize(x.device())?;
+                        xq.matmul(&q.dequantize(x.device())?.t()?)?
+                    }
+                    _ => self.w.forward(x)?,
+                }
+            }
+            w => w.forward(x)?,
+        };
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+}
+
+/// The type ggml quantizes activations to before a dot product with weights of `w`
+/// (`vec_dot_type`), for the types whose round trip was checked against llama.cpp's
+/// reference; `None` keeps the quantized matvec path (Q4_1/Q5_1 with Q8_1 drifted 0.5 nats).
+fn activation_dtype(w: GgmlDType) -> Option<GgmlDType> {
+    use GgmlDType::*;
+    match w {
+        Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+        Q2K | Q3K | Q4K | Q5K | Q6K | Q8K => Some(Q8K),
+        _ => None,
     }
 }
 
