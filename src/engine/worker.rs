@@ -390,6 +390,8 @@ impl Worker {
         let Some(seq) = self.slots[i].seq.take() else {
             return;
         };
+        // Release before `Done`: whoever receives it must already see the slot free.
+        self.release();
         if reason != FinishReason::Cancelled {
             let ttft = seq
                 .first_token_at
@@ -409,7 +411,6 @@ impl Worker {
                 text: tail,
             });
         }
-        self.release();
     }
 
     /// Fails the request in slot `i`; its KV may be inconsistent, so it is dropped.
@@ -417,8 +418,8 @@ impl Worker {
         let slot = &mut self.slots[i];
         slot.clear_cache();
         if let Some(seq) = slot.seq.take() {
-            let _ = seq.tx.send(Event::Failed(e));
             self.release();
+            let _ = seq.tx.send(Event::Failed(e));
         }
     }
 }
