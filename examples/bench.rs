@@ -4,7 +4,7 @@
 //! llama.cpp on the same prompt ids.
 //!
 //! cargo run --release --example bench -- MODEL.gguf [--prompt-ids FILE.json]
-//!     [--prompt-tokens 256] [--decode 64] [--no-requant] [--threads N]
+//!     [--prompt-tokens 256] [--decode 64] [--requant] [--candle-kernels] [--threads N]
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -18,6 +18,7 @@ struct Args {
     prompt_tokens: usize,
     decode: usize,
     requant: bool,
+    candle_kernels: bool,
     threads: Option<usize>,
 }
 
@@ -27,7 +28,8 @@ fn parse_args() -> Result<Args> {
         prompt_ids: None,
         prompt_tokens: 256,
         decode: 64,
-        requant: true,
+        requant: false,
+        candle_kernels: false,
         threads: None,
     };
     let mut it = std::env::args().skip(1);
@@ -36,7 +38,9 @@ fn parse_args() -> Result<Args> {
             "--prompt-ids" => a.prompt_ids = Some(it.next().context("--prompt-ids FILE")?),
             "--prompt-tokens" => a.prompt_tokens = it.next().context("N")?.parse()?,
             "--decode" => a.decode = it.next().context("N")?.parse()?,
+            "--requant" => a.requant = true,
             "--no-requant" => a.requant = false,
+            "--candle-kernels" => a.candle_kernels = true,
             "--threads" => a.threads = Some(it.next().context("--threads N")?.parse()?),
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             s => a.model = s.to_owned(),
@@ -73,13 +77,13 @@ fn main() -> Result<()> {
     // Before any candle op, so both of candle's pools are built with this size.
     wick::engine::threads::configure(args.threads);
     let mut gguf = Gguf::open(std::path::Path::new(&args.model))?;
-    let options = if args.requant {
-        LoadOptions::default()
-    } else {
-        LoadOptions {
-            requantize_to_q8_0: vec![],
-        }
+    let mut options = LoadOptions {
+        cpu_kernels: !args.candle_kernels,
+        ..LoadOptions::default()
     };
+    if !args.requant {
+        options.requantize_to_q8_0.clear();
+    }
     let t_load = Instant::now();
     let model = model::load_with(&mut gguf, &Device::Cpu, &options)?;
     let load_s = t_load.elapsed().as_secs_f64();

@@ -60,7 +60,8 @@ fn ids(v: &Value) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn check_prompt(model: &dyn Model, p: &Value, exact_steps: usize) -> Result<()> {
+/// Checks one prompt; returns the largest top-5 logprob difference seen.
+fn check_prompt(model: &dyn Model, p: &Value, exact_steps: usize) -> Result<f64> {
     let name = p["name"].as_str().unwrap_or("?");
     let prompt = ids(&p["prompt_ids"])?;
     let expected = ids(&p["generated_ids"])?;
@@ -69,6 +70,7 @@ fn check_prompt(model: &dyn Model, p: &Value, exact_steps: usize) -> Result<()> 
     let mut cache = model.new_cache(prompt.len() + expected.len() + 1)?;
 
     let mut logits: Vec<f32> = model.forward(&prompt, &mut cache)?.to_vec1()?;
+    let mut max_diff = 0f64;
     // With a stop token, one more step must predict it.
     let steps = expected.len() + usize::from(stop.is_some());
     for step in 0..steps {
@@ -79,6 +81,7 @@ fn check_prompt(model: &dyn Model, p: &Value, exact_steps: usize) -> Result<()> 
                 let id = e["id"].as_u64().context("id")? as usize;
                 let reference = e["logprob"].as_f64().context("logprob")?;
                 let ours = lp[id];
+                max_diff = max_diff.max((ours - reference).abs());
                 ensure!(
                     (ours - reference).abs() <= LOGPROB_TOL,
                     "{name} step {step}: logprob of {id} is {ours:.4}, llama.cpp {reference:.4}"
@@ -94,14 +97,14 @@ fn check_prompt(model: &dyn Model, p: &Value, exact_steps: usize) -> Result<()> 
                  (our logprob gap {gap:.4})"
             );
             eprintln!("{name}: step {step} forks within noise (gap {gap:.4}); stopping here");
-            return Ok(());
+            return Ok(max_diff);
         }
         if step < expected.len() {
             // Teacher-forced on the reference path (identical to ours so far).
             logits = model.forward(&[want], &mut cache)?.to_vec1()?;
         }
     }
-    Ok(())
+    Ok(max_diff)
 }
 
 fn check_model(model_file: &str, reference: &str, exact_steps: usize) -> Result<()> {
@@ -112,7 +115,11 @@ fn check_model(model_file: &str, reference: &str, exact_steps: usize) -> Result<
     let prompts = data["prompts"].as_array().context("prompts")?;
     ensure!(!prompts.is_empty());
     for p in prompts {
-        check_prompt(model.as_ref(), p, exact_steps)?;
+        let diff = check_prompt(model.as_ref(), p, exact_steps)?;
+        eprintln!(
+            "{model_file} {}: max top-5 logprob difference {diff:.4} nats",
+            p["name"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
@@ -150,8 +157,17 @@ fn prefill_in_chunks_equals_one_prefill() -> Result<()> {
         .zip(&parts)
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
-    // Same math, different matmul shapes: only rounding differs.
-    ensure!(diff < 1e-2, "max logit difference {diff}");
+    // Same math; only the attention's f32 summation order differs (the matmuls give every
+    // row the same result however the rows are batched: model::cpu tests). These small
+    // models amplify that rounding: measured on this prompt, splitting 4+6 moves logits
+    // by 0.40, and with an f32 KV cache even candle's own path differs by 0.45-0.72 (the
+    // f16 cache often rounds the noise away). A wrong position, mask or cache offset for
+    // the second chunk moves logits by several units and changes the greedy token.
+    ensure!(diff < 1.0, "max logit difference {diff}");
+    ensure!(
+        argmax(&whole) == argmax(&parts),
+        "chunked prefill changes the greedy token"
+    );
     // Prefix reuse: truncate to 4 and redo the rest.
     b.truncate(4);
     let again: Vec<f32> = model.forward(&prompt[4..], &mut b)?.to_vec1()?;

@@ -122,9 +122,9 @@ impl Decoder {
         // Tied embeddings (SmolLM2 and others): the output projection is the embedding
         // table itself, shared through the Arc rather than copied (unless requantized).
         let output = if ld.has("output.weight") {
-            QLinear::new(ld.matmul_weight("output.weight")?, None)
+            QLinear::new(ld.matmul_weight("output.weight")?, None, options)
         } else {
-            QLinear::new(ld.to_matmul(table.clone())?, None)
+            QLinear::new(ld.to_matmul(table.clone())?, None, options)
         };
         let rope_len = hp.train_ctx.clamp(1, MAX_ROPE_POSITIONS);
         let rope = Rope::new(hp.head_dim, hp.rope_base, rope_len, spec.rope, device)?;

@@ -4,6 +4,7 @@
 //! Input: GGUF tensors through `Loader`. Output: candle tensors. No architecture-specific
 //! names or metadata keys live here; no tokenizer, engine or server types.
 
+use super::cpu::CpuQMatMul;
 use super::kv_cache::KvCache;
 use super::requant;
 use super::ModelError;
@@ -21,12 +22,16 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub requantize_to_q8_0: Vec<GgmlDType>,
+    /// Use wick's own CPU matmul kernels (`model::cpu`) for the formats they cover; off
+    /// means candle's quantized matmul everywhere (kept for comparison in benchmarks).
+    pub cpu_kernels: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             requantize_to_q8_0: vec![GgmlDType::Q4_0, GgmlDType::Q5_0],
+            cpu_kernels: true,
         }
     }
 }
@@ -92,7 +97,7 @@ impl Loader<'_> {
         } else {
             None
         };
-        Ok(QLinear { w, b })
+        Ok(QLinear::new(w, b, self.options))
     }
 
     pub fn rms_norm(&mut self, name: &str, eps: f64) -> Result<RmsNorm, ModelError> {
@@ -111,20 +116,59 @@ const DENSE_MIN_ROWS: usize = 16;
 /// `y = x W^T (+ b)` with a quantized `W`.
 pub(crate) struct QLinear {
     w: QMatMul,
+    /// Our own kernel for `w` when it is on the CPU in a format `model::cpu` covers.
+    cpu: Option<CpuQMatMul>,
     b: Option<Tensor>,
 }
 
 impl QLinear {
-    pub fn new(w: QMatMul, b: Option<Tensor>) -> Self {
-        QLinear { w, b }
+    pub fn new(w: QMatMul, b: Option<Tensor>, options: &LoadOptions) -> Self {
+        let cpu = match &w {
+            QMatMul::QTensor(q) if options.cpu_kernels => CpuQMatMul::new(q.clone()),
+            _ => None,
+        };
+        QLinear { w, cpu, b }
+    }
+
+    /// Several layers applied to the same input. On the CPU with our kernels for all of
+    /// them, this is one parallel section instead of one per layer (the threads meet at
+    /// a barrier once, which matters at one token per step).
+    pub fn forward_many<const N: usize>(
+        layers: [&QLinear; N],
+        x: &Tensor,
+    ) -> Result<[Tensor; N], ModelError> {
+        let cpu: Option<Vec<&CpuQMatMul>> = layers.iter().map(|l| l.cpu.as_ref()).collect();
+        let mut out = Vec::with_capacity(N);
+        match cpu {
+            Some(mats) if x.device().is_cpu() => {
+                for (l, y) in layers.iter().zip(CpuQMatMul::forward_many(&mats, x)?) {
+                    out.push(l.add_bias(y)?);
+                }
+            }
+            _ => {
+                for l in layers {
+                    out.push(l.forward(x)?);
+                }
+            }
+        }
+        out.try_into()
+            .map_err(|_| ModelError::Candle("fused matmul returned the wrong count".into()))
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor, ModelError> {
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let y = match &self.w {
+        let y = match (&self.cpu, &self.w) {
+            (Some(cpu), _) if x.device().is_cpu() => cpu.forward(x)?,
             // Prefill: candle's quantized matmul redoes a full vec_dot per (token, row) and
             // reuses nothing across tokens; for a batch, dequantizing the weight once and
             // running a dense f32 GEMM is several times faster (see DENSE_MIN_ROWS).
-            QMatMul::QTensor(q) if x.rank() == 2 && x.dim(0)? >= DENSE_MIN_ROWS => {
+            (_, QMatMul::QTensor(q)) if x.rank() == 2 && x.dim(0)? >= DENSE_MIN_ROWS => {
                 match activation_dtype(q.dtype()) {
                     Some(dt) if x.dim(1)? % dt.block_size() == 0 => {
                         // The quantized path (like llama.cpp) rounds the activations to the
@@ -137,12 +181,9 @@ impl QLinear {
                     _ => self.w.forward(x)?,
                 }
             }
-            w => w.forward(x)?,
+            (_, w) => w.forward(x)?,
         };
-        Ok(match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        self.add_bias(y)
     }
 }
 
@@ -258,9 +299,10 @@ impl Attention {
         let heads = |y: Tensor, n: usize| -> Result<Tensor, ModelError> {
             Ok(y.reshape((1, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = rope.apply(&heads(self.q.forward(x)?, nh)?, pos)?;
-        let k = rope.apply(&heads(self.k.forward(x)?, nkv)?, pos)?;
-        let v = heads(self.v.forward(x)?, nkv)?;
+        let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
+        let q = rope.apply(&heads(q, nh)?, pos)?;
+        let k = rope.apply(&heads(k, nkv)?, pos)?;
+        let v = heads(v, nkv)?;
         let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
         let total = k_all.dim(1)?;
 
@@ -329,9 +371,8 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
-        let u = self.up.forward(x)?;
-        self.down.forward(&(g * u)?)
+        let [g, u] = QLinear::forward_many([&self.gate, &self.up], x)?;
+        self.down.forward(&(candle_nn::ops::silu(&g)? * u)?)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `ARCHITECTURES` table by `general.architecture`.
 //! Must not depend on tokenizers, templates, the engine or the server.
 
+mod cpu;
 mod decoder;
 mod kv_cache;
 mod layers;

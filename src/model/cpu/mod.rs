@@ -1,0 +1,355 @@
+//! wick's own CPU kernels for quantized matmuls, `y = x W^T` with `W` in a GGUF block
+//! format and `x` f32 rows. The activations are quantized per row exactly as ggml does
+//! (Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for Q4_1, Q8_K for K-quants) and every output is
+//! a sum of exact integer block dot products times the block scales: the numbers llama.cpp
+//! computes, the same for one token (decode) and many (prefill). Output rows are split over
+//! candle's CPU thread pool (`--threads`); each weight row is read once per call and dotted
+//! with every token while it is in cache.
+//! Input: a weight `QTensor` on the CPU, an f32 tensor `[.., k]`. Output: f32 `[.., n]`.
+//! Formats without a kernel here return `None` from `CpuQMatMul::new` and stay on candle's
+//! path. Must not depend on anything outside candle's CPU storage and std::arch.
+
+mod act;
+mod dot;
+
+use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Storage, Tensor};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+type Dot<A> = unsafe fn(&[u8], &[A]) -> f32;
+type Dot4<A> = unsafe fn(&[u8], [&[A]; 4]) -> [f32; 4];
+
+/// A one-row kernel and, where written, a four-row one (prefill).
+#[derive(Clone, Copy)]
+struct Kernels<A> {
+    one: Dot<A>,
+    four: Option<Dot4<A>>,
+}
+
+/// The kernels for one weight format, by the activation type they dot with.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Q8_0(Kernels<BlockQ8_0>),
+    Q8_1(Kernels<BlockQ8_1>),
+    Q8K(Kernels<BlockQ8K>),
+}
+
+impl Kernel {
+    fn for_dtype(dtype: GgmlDType) -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        if dot::avx2::available() {
+            use dot::avx2;
+            let k = |one, four| Kernels {
+                one,
+                four: Some(four),
+            };
+            return Some(match dtype {
+                GgmlDType::Q8_0 => Kernel::Q8_0(k(avx2::q8_0, avx2::q8_0_x4)),
+                GgmlDType::Q4_0 => Kernel::Q8_0(k(avx2::q4_0, avx2::q4_0_x4)),
+                GgmlDType::Q5_0 => Kernel::Q8_0(k(avx2::q5_0, avx2::q5_0_x4)),
+                GgmlDType::Q4_1 => Kernel::Q8_1(Kernels {
+                    one: avx2::q4_1,
+                    four: Some(avx2::q4_1_x4),
+                }),
+                GgmlDType::Q4K => Kernel::Q8K(Kernels {
+                    one: avx2::q4_k,
+                    four: Some(avx2::q4_k_x4),
+                }),
+                GgmlDType::Q6K => Kernel::Q8K(Kernels {
+                    one: avx2::q6_k,
+                    four: Some(avx2::q6_k_x4),
+                }),
+                _ => return None,
+            });
+        }
+        fn one<A>(one: Dot<A>) -> Kernels<A> {
+            Kernels { one, four: None }
+        }
+        Some(match dtype {
+            GgmlDType::Q8_0 => Kernel::Q8_0(one(dot::q8_0_scalar)),
+            GgmlDType::Q4_0 => Kernel::Q8_0(one(dot::q4_0_scalar)),
+            GgmlDType::Q5_0 => Kernel::Q8_0(one(dot::q5_0_scalar)),
+            GgmlDType::Q4_1 => Kernel::Q8_1(one(dot::q4_1_scalar)),
+            GgmlDType::Q4K => Kernel::Q8K(one(dot::q4_k_scalar)),
+            GgmlDType::Q6K => Kernel::Q8K(one(dot::q6_k_scalar)),
+            _ => return None,
+        })
+    }
+
+    fn block_len(self) -> usize {
+        match self {
+            Kernel::Q8_0(_) | Kernel::Q8_1(_) => QK8_0,
+            Kernel::Q8K(_) => QK_K,
+        }
+    }
+}
+
+/// A quantized weight `[n, k]` with a kernel of ours.
+pub(crate) struct CpuQMatMul {
+    /// Owns the block bytes the kernels read.
+    weight: Arc<QTensor>,
+    kernel: Kernel,
+    n: usize,
+    k: usize,
+}
+
+/// Per-thread activation buffers, reused across calls (no allocation per token).
+#[derive(Default)]
+struct Scratch {
+    q8_0: Vec<BlockQ8_0>,
+    q8_1: Vec<BlockQ8_1>,
+    q8k: Vec<BlockQ8K>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// An output buffer written by several threads at disjoint indices.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every thread writes a disjoint set of rows (see `run_many`), and the buffers
+// outlive the parallel section.
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+
+/// One weight of a (possibly fused) call, with everything a worker thread needs.
+struct Job<'a> {
+    w: &'a [u8],
+    kernel: Kernel,
+    n: usize,
+    per_row: usize,
+    out: SharedOut,
+}
+
+/// The quantized activations of one call, one buffer per activation type in use.
+struct Acts<'a> {
+    q8_0: &'a [BlockQ8_0],
+    q8_1: &'a [BlockQ8_1],
+    q8k: &'a [BlockQ8K],
+}
+
+impl CpuQMatMul {
+    /// `None` when the weight is not on the CPU, not 2-D, or in a format without a kernel.
+    pub fn new(weight: Arc<QTensor>) -> Option<Self> {
+        if !matches!(weight.device(), Device::Cpu) {
+            return None;
+        }
+        let &[n, k] = weight.shape().dims() else {
+            return None;
+        };
+        let kernel = Kernel::for_dtype(weight.dtype())?;
+        if k % kernel.block_len() != 0 || k % weight.dtype().block_size() != 0 {
+            return None;
+        }
+        Some(CpuQMatMul {
+            weight,
+            kernel,
+            n,
+            k,
+        })
+    }
+
+    /// `x` is `[.., k]` (any float dtype); returns `[.., n]` f32.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut out = Self::forward_many(&[self], x)?;
+        out.pop()
+            .ok_or_else(|| candle_core::Error::Msg("quantized matmul: no output".into()))
+    }
+
+    /// Several weights with the same input (Q/K/V, gate/up) in one parallel section: the
+    /// activations are quantized once per type and the threads synchronize once.
+    pub fn forward_many(mats: &[&CpuQMatMul], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let dims = x.dims();
+        let Some((&k, lead)) = dims.split_last() else {
+            candle_core::bail!("quantized matmul of a scalar");
+        };
+        if let Some(m) = mats.iter().find(|m| m.k != k) {
+            candle_core::bail!("quantized matmul: input has {k} columns, weight {}", m.k);
+        }
+        let t: usize = lead.iter().product();
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; t * m.n]).collect();
+        {
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("quantized matmul: input is not on the CPU");
+            };
+            let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..t * k];
+            let bytes = mats
+                .iter()
+                .map(|m| m.weight.data())
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let jobs: Vec<Job> = mats
+                .iter()
+                .zip(&bytes)
+                .zip(outs.iter_mut())
+                .map(|((m, w), out)| Job {
+                    w,
+                    kernel: m.kernel,
+                    n: m.n,
+                    per_row: m.k / m.kernel.block_len(),
+                    out: SharedOut(out.as_mut_ptr()),
+                })
+                .collect();
+            SCRATCH.with(|s| {
+                let s = &mut *s.borrow_mut();
+                let uses = |f: fn(&Kernel) -> bool| jobs.iter().any(|j| f(&j.kernel));
+                let n8_0 = if uses(|k| matches!(k, Kernel::Q8_0(_))) {
+                    quantize_rows(xs, &mut s.q8_0, QK8_0, act::quantize_q8_0)
+                } else {
+                    0
+                };
+                let n8_1 = if uses(|k| matches!(k, Kernel::Q8_1(_))) {
+                    quantize_rows(xs, &mut s.q8_1, QK8_0, act::quantize_q8_1)
+                } else {
+                    0
+                };
+                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_))) {
+                    quantize_rows(xs, &mut s.q8k, QK_K, act::quantize_q8_k)
+                } else {
+                    0
+                };
+                let acts = Acts {
+                    q8_0: &s.q8_0[..n8_0],
+                    q8_1: &s.q8_1[..n8_1],
+                    q8k: &s.q8k[..n8k],
+                };
+                run_many(&jobs, &acts, t);
+            });
+        }
+        let mut shape = lead.to_vec();
+        shape.push(0);
+        mats.iter()
+            .zip(outs)
+            .map(|(m, out)| {
+                *shape.last_mut().unwrap_or(&mut 0) = m.n;
+                Tensor::from_vec(out, shape.clone(), &Device::Cpu)
+            })
+            .collect()
+    }
+}
+
+/// Splits the rows of all jobs over the thread pool as one index space.
+fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
+    let total: usize = jobs.iter().map(|j| j.n).sum();
+    let body = |range: std::ops::Range<usize>| {
+        let (mut start, mut base) = (range.start, 0);
+        for job in jobs {
+            let (lo, hi) = (start.max(base), range.end.min(base + job.n));
+            if lo < hi {
+                match job.kernel {
+                    Kernel::Q8_0(k) => rows(job, k, acts.q8_0, lo - base..hi - base, t),
+                    Kernel::Q8_1(k) => rows(job, k, acts.q8_1, lo - base..hi - base, t),
+                    Kernel::Q8K(k) => rows(job, k, acts.q8k, lo - base..hi - base, t),
+                }
+                start = hi;
+            }
+            base += job.n;
+        }
+    };
+    candle_core::utils::barrier_pool().execute_chunked(total, body);
+}
+
+/// Rows `range` of one job against all `t` activation rows, four tokens at a time where a
+/// four-row kernel exists.
+fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, t: usize) {
+    let row_bytes = job.w.len() / job.n;
+    let pr = job.per_row;
+    let act = |i: usize| &acts[i * pr..(i + 1) * pr];
+    for r in range {
+        let w = &job.w[r * row_bytes..(r + 1) * row_bytes];
+        let mut i = 0;
+        // SAFETY (all kernel calls): the kernels were chosen for this weight type on a CPU
+        // that supports them, `w` and each activation row hold `pr` blocks. SAFETY (writes):
+        // row `r` belongs to this thread only, and `i * n + r < t * n`.
+        if let Some(four) = k.four {
+            while i + 4 <= t {
+                let v = unsafe { four(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]) };
+                for (j, v) in v.into_iter().enumerate() {
+                    unsafe { *job.out.0.add((i + j) * job.n + r) = v };
+                }
+                i += 4;
+            }
+        }
+        while i < t {
+            let v = unsafe { (k.one)(w, act(i)) };
+            unsafe { *job.out.0.add(i * job.n + r) = v };
+            i += 1;
+        }
+    }
+}
+
+/// Quantizes all rows into `buf` (grown as needed, never shrunk); returns the block count.
+fn quantize_rows<A: Default + Clone>(
+    xs: &[f32],
+    buf: &mut Vec<A>,
+    block: usize,
+    quantize: fn(&[f32], &mut [A]),
+) -> usize {
+    let blocks = xs.len() / block;
+    if buf.len() < blocks {
+        buf.resize(blocks, A::default());
+    }
+    quantize(xs, &mut buf[..blocks]);
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(rows: usize, cols: usize, seed: u32) -> Tensor {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(7);
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    /// Every row of a batch gets the same result as that row alone (prefill in one call
+    /// or in chunks gives the same logits), and fused calls equal separate ones.
+    #[test]
+    fn rows_are_independent_of_batching_and_fusion() {
+        for dt in [
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q6K,
+        ] {
+            let w = Arc::new(QTensor::quantize(&tensor(40, 512, 1), dt).unwrap());
+            let w2 = Arc::new(QTensor::quantize(&tensor(24, 512, 2), dt).unwrap());
+            let m = CpuQMatMul::new(w).unwrap();
+            let m2 = CpuQMatMul::new(w2).unwrap();
+            let x = tensor(10, 512, 3);
+            let all: Vec<Vec<f32>> = m.forward(&x).unwrap().to_vec2().unwrap();
+            for i in 0..10 {
+                let one: Vec<Vec<f32>> = m
+                    .forward(&x.narrow(0, i, 1).unwrap())
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
+                assert_eq!(one[0], all[i], "{dt:?} row {i}");
+            }
+            let fused = CpuQMatMul::forward_many(&[&m, &m2], &x).unwrap();
+            let sep2: Vec<Vec<f32>> = m2.forward(&x).unwrap().to_vec2().unwrap();
+            assert_eq!(
+                fused[0].to_vec2::<f32>().unwrap(),
+                all,
+                "{dt:?} fused first"
+            );
+            assert_eq!(
+                fused[1].to_vec2::<f32>().unwrap(),
+                sep2,
+                "{dt:?} fused second"
+            );
+        }
+    }
+}
