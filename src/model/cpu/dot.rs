@@ -232,51 +232,34 @@ pub(crate) mod avx2 {
         _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
     }
 
-    /// Two independent accumulators over block pairs hide the FMA latency.
+    /// One accumulator in block order, exactly like the four-row kernels, so a row's result
+    /// does not depend on how many rows are batched with it.
     macro_rules! blocks_q8 {
-        ($w:expr, $a:expr, $bytes:expr, |$p:ident, $y:ident| $load:expr) => {{
+        ($w:expr, $a:expr, $bytes:expr, |$p:ident| $load:expr) => {{
             let n = $a.len().min($w.len() / $bytes);
-            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut acc = _mm256_setzero_ps();
             let wp = $w.as_ptr();
-            let mut i = 0;
-            while i + 1 < n {
-                for (k, acc) in [(0usize, &mut acc0), (1, &mut acc1)] {
-                    let $p = wp.add((i + k) * $bytes);
-                    let $y = &$a[i + k];
-                    let qx = $load;
-                    let q = _mm256_cvtepi32_ps(dot_i8(
-                        qx,
-                        _mm256_loadu_si256($y.qs.as_ptr() as *const __m256i),
-                    ));
-                    let d = _mm256_set1_ps(f16_at($p) * $y.d);
-                    *acc = _mm256_fmadd_ps(d, q, *acc);
-                }
-                i += 2;
-            }
-            if i < n {
+            for (i, y) in $a.iter().enumerate().take(n) {
                 let $p = wp.add(i * $bytes);
-                let $y = &$a[i];
                 let qx = $load;
-                let q = _mm256_cvtepi32_ps(dot_i8(
-                    qx,
-                    _mm256_loadu_si256($y.qs.as_ptr() as *const __m256i),
-                ));
-                acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at($p) * $y.d), q, acc0);
+                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                let q = _mm256_cvtepi32_ps(dot_i8(qx, qy));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at($p) * y.d), q, acc);
             }
-            hsum_f32(_mm256_add_ps(acc0, acc1))
+            hsum_f32(acc)
         }};
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q8_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
-        blocks_q8!(w, a, Q8_0_BYTES, |p, _y| _mm256_loadu_si256(
+        blocks_q8!(w, a, Q8_0_BYTES, |p| _mm256_loadu_si256(
             p.add(2) as *const __m256i
         ))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
-        blocks_q8!(w, a, Q4_0_BYTES, |p, _y| _mm256_sub_epi8(
+        blocks_q8!(w, a, Q4_0_BYTES, |p| _mm256_sub_epi8(
             nibbles_32(p.add(2)),
             _mm256_set1_epi8(8)
         ))
@@ -285,7 +268,7 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q5_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
         // A clear high bit means value - 16 < 0: OR in 0xF0 there (two's complement).
-        blocks_q8!(w, a, Q5_0_BYTES, |p, _y| _mm256_or_si256(
+        blocks_q8!(w, a, Q5_0_BYTES, |p| _mm256_or_si256(
             nibbles_32(p.add(6)),
             _mm256_andnot_si256(bits_32(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8))
         ))

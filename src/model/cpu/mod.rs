@@ -3,7 +3,7 @@
 //! (Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for Q4_1, Q8_K for K-quants) and every output is
 //! a sum of exact integer block dot products times the block scales: the numbers llama.cpp
 //! computes, the same for one token (decode) and many (prefill). Output rows are split over
-//! candle's CPU thread pool (`--threads`); each weight row is read once per call and dotted
+//! `pool` (`--threads` threads); each weight row is read once per call and dotted
 //! with every token while it is in cache.
 //! Input: a weight `QTensor` on the CPU, an f32 tensor `[.., k]`. Output: f32 `[.., n]`.
 //! Formats without a kernel here return `None` from `CpuQMatMul::new` and stay on candle's
@@ -11,6 +11,7 @@
 
 mod act;
 mod dot;
+mod pool;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -250,7 +251,7 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
             base += job.n;
         }
     };
-    candle_core::utils::barrier_pool().execute_chunked(total, body);
+    pool::pool().run(total, &body);
 }
 
 /// Rows `range` of one job against all `t` activation rows, four tokens at a time where a
