@@ -7,6 +7,7 @@
 //!     [--prompt-tokens 256] [--decode 64] [--requant] [--candle-kernels] [--threads N]
 
 use anyhow::{bail, Context, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use std::time::Instant;
 use wick::gguf::Gguf;
@@ -39,7 +40,6 @@ fn parse_args() -> Result<Args> {
             "--prompt-tokens" => a.prompt_tokens = it.next().context("N")?.parse()?,
             "--decode" => a.decode = it.next().context("N")?.parse()?,
             "--requant" => a.requant = true,
-            "--no-requant" => a.requant = false,
             "--candle-kernels" => a.candle_kernels = true,
             "--threads" => a.threads = Some(it.next().context("--threads N")?.parse()?),
             s if s.starts_with("--") => bail!("unknown flag {s}"),
@@ -81,8 +81,8 @@ fn main() -> Result<()> {
         cpu_kernels: !args.candle_kernels,
         ..LoadOptions::default()
     };
-    if !args.requant {
-        options.requantize_to_q8_0.clear();
+    if args.requant {
+        options.requantize_to_q8_0 = vec![GgmlDType::Q4_0, GgmlDType::Q5_0];
     }
     let t_load = Instant::now();
     let model = model::load_with(&mut gguf, &Device::Cpu, &options)?;

@@ -354,3 +354,36 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Manual: `cargo test --release --lib cpu::speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn kernel_throughput() {
+        for dt in [
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q6K,
+            GgmlDType::Q4K,
+        ] {
+            let (n, k) = (4864, 896);
+            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+            let m = CpuQMatMul::new(Arc::new(QTensor::quantize(&w, dt).unwrap())).unwrap();
+            for t in [1usize, 128] {
+                let x = Tensor::randn(0f32, 1.0, (t, k), &Device::Cpu).unwrap();
+                m.forward(&x).unwrap();
+                let reps = if t == 1 { 200 } else { 5 };
+                let start = std::time::Instant::now();
+                for _ in 0..reps {
+                    m.forward(&x).unwrap();
+                }
+                let s = start.elapsed().as_secs_f64() / reps as f64;
+                let gmacs = (n * k * t) as f64 / s / 1e9;
+                eprintln!("{dt:?} t={t}: {:.3} ms, {gmacs:.1} GMAC/s", s * 1e3);
+            }
+        }
+    }
+}
