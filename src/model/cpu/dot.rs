@@ -5,6 +5,10 @@
 //! time), which the tests check against the scalar ones.
 //! Input: a row's raw block bytes, activation blocks. Output: f32.
 
+// Block kernels index several parallel arrays (quants, high bits, activations) with one
+// position; iterator chains would hide the block layout they follow.
+#![allow(clippy::needless_range_loop)]
+
 use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0};
 use half::f16;
 

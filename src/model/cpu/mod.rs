@@ -331,13 +331,13 @@ mod tests {
             let m2 = CpuQMatMul::new(w2).unwrap();
             let x = tensor(10, 512, 3);
             let all: Vec<Vec<f32>> = m.forward(&x).unwrap().to_vec2().unwrap();
-            for i in 0..10 {
+            for (i, row) in all.iter().enumerate() {
                 let one: Vec<Vec<f32>> = m
                     .forward(&x.narrow(0, i, 1).unwrap())
                     .unwrap()
                     .to_vec2()
                     .unwrap();
-                assert_eq!(one[0], all[i], "{dt:?} row {i}");
+                assert_eq!(&one[0], row, "{dt:?} row {i}");
             }
             let fused = CpuQMatMul::forward_many(&[&m, &m2], &x).unwrap();
             let sep2: Vec<Vec<f32>> = m2.forward(&x).unwrap().to_vec2().unwrap();
@@ -369,7 +369,7 @@ mod speed {
             GgmlDType::Q6K,
             GgmlDType::Q4K,
         ] {
-            let (n, k) = (4864, 896);
+            let (n, k) = (4864, 1024);
             let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
             let m = CpuQMatMul::new(Arc::new(QTensor::quantize(&w, dt).unwrap())).unwrap();
             for t in [1usize, 128] {

@@ -151,7 +151,7 @@ fn worker(s: &'static Shared) {
         let mut spins = 0u32;
         while s.generation.load(SeqCst) == seen {
             spins += 1;
-            if spins % 64 != 0 {
+            if !spins.is_multiple_of(64) {
                 std::hint::spin_loop();
             } else if start.elapsed() > SPIN {
                 std::thread::park_timeout(Duration::from_millis(50));
