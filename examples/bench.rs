@@ -5,6 +5,7 @@
 //!
 //! cargo run --release --example bench -- MODEL.gguf [--prompt-ids FILE.json]
 //!     [--prompt-tokens 256] [--decode 64] [--requant] [--candle-kernels] [--threads N]
+//!     [--streams N]   (N sequences decoded together: aggregate decode tok/s)
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::GgmlDType;
@@ -20,6 +21,7 @@ struct Args {
     decode: usize,
     requant: bool,
     candle_kernels: bool,
+    streams: usize,
     threads: Option<usize>,
 }
 
@@ -31,6 +33,7 @@ fn parse_args() -> Result<Args> {
         decode: 64,
         requant: false,
         candle_kernels: false,
+        streams: 1,
         threads: None,
     };
     let mut it = std::env::args().skip(1);
@@ -41,6 +44,7 @@ fn parse_args() -> Result<Args> {
             "--decode" => a.decode = it.next().context("N")?.parse()?,
             "--requant" => a.requant = true,
             "--candle-kernels" => a.candle_kernels = true,
+            "--streams" => a.streams = it.next().context("--streams N")?.parse()?,
             "--threads" => a.threads = Some(it.next().context("--threads N")?.parse()?),
             s if s.starts_with("--") => bail!("unknown flag {s}"),
             s => a.model = s.to_owned(),
@@ -105,11 +109,30 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let mut next = argmax(&model.forward(&prompt, &mut cache)?.to_vec1::<f32>()?);
     let prefill_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for _ in 0..args.decode {
-        next = argmax(&model.forward(&[next], &mut cache)?.to_vec1::<f32>()?);
-    }
-    let decode_s = t.elapsed().as_secs_f64();
+    let decode_s = if args.streams <= 1 {
+        let t = Instant::now();
+        for _ in 0..args.decode {
+            next = argmax(&model.forward(&[next], &mut cache)?.to_vec1::<f32>()?);
+        }
+        t.elapsed().as_secs_f64()
+    } else {
+        // Every stream starts from the prefilled prompt; one step decodes all of them.
+        let mut caches = Vec::with_capacity(args.streams);
+        for _ in 0..args.streams {
+            let mut c = model.new_cache(prompt.len() + args.decode + 1)?;
+            model.forward(&prompt, &mut c)?;
+            caches.push(c);
+        }
+        let mut tokens: Vec<u32> = (0..args.streams as u32).map(|i| next + i).collect();
+        let t = Instant::now();
+        for _ in 0..args.decode {
+            let mut refs: Vec<&mut model::KvCache> = caches.iter_mut().collect();
+            let rows: Vec<Vec<f32>> = model.forward_batch(&tokens, &mut refs)?.to_vec2()?;
+            tokens = rows.iter().map(|r| argmax(r)).collect();
+        }
+        next = tokens[0];
+        t.elapsed().as_secs_f64() / args.streams as f64
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -122,6 +145,7 @@ fn main() -> Result<()> {
             "load_s": load_s,
             "last_id": next,
             "threads": wick::engine::threads::current(),
+            "streams": args.streams,
         })
     );
     Ok(())

@@ -206,3 +206,39 @@ fn rejects_bad_input_without_panicking() -> Result<()> {
     assert!(model.new_cache(usize::MAX).is_err());
     Ok(())
 }
+
+/// One decode step for five sequences at once equals five separate steps: the batched
+/// matmuls give every row what it gets alone, and each row attends only to its own cache.
+#[test]
+fn batched_decode_equals_separate_decodes() -> Result<()> {
+    let mut gguf = Gguf::open(&common::test_model(common::SMOLLM2))?;
+    let model = model::load(&mut gguf, &Device::Cpu)?;
+    let prompts: [&[u32]; 5] = [
+        &[504, 3458, 282],
+        &[253, 1345, 28, 253, 3112],
+        &[30, 216],
+        &[1345, 28, 504, 3458, 282, 253],
+        &[3112],
+    ];
+    let next = [30u32, 216, 504, 3458, 282];
+    let mut batched = Vec::new();
+    let mut separate = Vec::new();
+    for p in prompts {
+        for caches in [&mut batched, &mut separate] {
+            let mut c = model.new_cache(16)?;
+            model.forward(p, &mut c)?;
+            caches.push(c);
+        }
+    }
+    let mut refs: Vec<&mut wick::model::KvCache> = batched.iter_mut().collect();
+    let rows: Vec<Vec<f32>> = model.forward_batch(&next, &mut refs)?.to_vec2()?;
+    for (i, (t, c)) in next.iter().zip(separate.iter_mut()).enumerate() {
+        let one: Vec<f32> = model.forward(&[*t], c)?.to_vec1()?;
+        ensure!(one == rows[i], "sequence {i}: batched logits differ");
+        ensure!(
+            c.len() == batched[i].len(),
+            "sequence {i}: cache lengths differ"
+        );
+    }
+    Ok(())
+}

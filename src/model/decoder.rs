@@ -145,18 +145,23 @@ impl Decoder {
         })
     }
 
+    fn check_ids(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        match tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+            Some(&bad) => Err(ModelError::TokenOutOfRange {
+                id: bad,
+                vocab_size: self.info.vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// `[t, hidden]` hidden states of `tokens` after the last block (before the final norm).
     fn hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
         cache.check_room(tokens.len())?;
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
-            return Err(ModelError::TokenOutOfRange {
-                id: bad,
-                vocab_size: self.info.vocab_size,
-            });
-        }
+        self.check_ids(tokens)?;
         let mask = causal_mask(tokens.len(), cache.len(), &self.device)?;
         let mut x = self.embed.forward(tokens)?;
         for (i, b) in self.blocks.iter().enumerate() {
@@ -223,6 +228,39 @@ impl Model for Decoder {
         let last = x.narrow(0, tokens.len() - 1, 1)?;
         let logits = self.output.forward(&self.norm.forward(&last)?)?;
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+
+    /// All sequences' next tokens as the rows of one batch: every matmul reads its weight
+    /// once for the whole step (the 4-row kernels), and only attention runs per sequence.
+    fn forward_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        if tokens.is_empty() || tokens.len() != caches.len() {
+            return Err(ModelError::EmptyInput);
+        }
+        if let [cache] = caches {
+            let logits = self.forward(tokens, cache)?;
+            return Ok(logits.unsqueeze(0)?);
+        }
+        for cache in caches.iter() {
+            cache.check_room(1)?;
+        }
+        self.check_ids(tokens)?;
+        let mut x = self.embed.forward(tokens)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = b.attn_norm.forward(&x)?;
+            let h = b.attn.forward_rows(&h, i, &self.rope, caches)?;
+            x = (x + h)?;
+            let h = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
+            x = (x + h)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.advance(1);
+        }
+        let logits = self.output.forward(&self.norm.forward(&x)?)?;
+        Ok(logits.to_dtype(DType::F32)?.contiguous()?)
     }
 
     fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {

@@ -294,13 +294,50 @@ impl Attention {
         cache: &KvCache,
         mask: Option<&Tensor>,
     ) -> Result<Tensor, ModelError> {
-        let (t, _) = x.dims2()?;
+        let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
+        let out = self.attend(q, k, v, layer, rope, cache, mask)?;
+        self.o.forward(&out)
+    }
+
+    /// One new token for each of several sequences: row `i` of `x` (`[n, hidden]`) is the
+    /// next token of the sequence in `caches[i]`. The projections run once for all rows
+    /// (each weight is read once per step, not once per sequence); attention runs per
+    /// sequence against its own cache.
+    pub fn forward_rows(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        rope: &Rope,
+        caches: &[&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
+        let mut outs = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter().enumerate() {
+            let row = |y: &Tensor| y.narrow(0, i, 1);
+            outs.push(self.attend(row(&q)?, row(&k)?, row(&v)?, layer, rope, cache, None)?);
+        }
+        self.o.forward(&Tensor::cat(&outs, 0)?)
+    }
+
+    /// Attention of `t` new tokens (`q`, `k`, `v` projected, `[t, heads * head_dim]`) at
+    /// positions `cache.len()..`, before the output projection: `[t, n_head * head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        layer: usize,
+        rope: &Rope,
+        cache: &KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, ModelError> {
+        let (t, _) = q.dims2()?;
         let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
         let pos = cache.len();
         let heads = |y: Tensor, n: usize| -> Result<Tensor, ModelError> {
             Ok(y.reshape((1, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
         let q = rope.apply(&heads(q, nh)?, pos)?;
         let k = rope.apply(&heads(k, nkv)?, pos)?;
         let v = heads(v, nkv)?;
@@ -325,12 +362,11 @@ impl Attention {
         }
         let probs = round_f16(&candle_nn::ops::softmax_last_dim(&scores)?)?;
         let out = probs.matmul(&v_all)?; // [nkv, g*t, hd] = [nh, t, hd]
-        let out = out
+        Ok(out
             .reshape((nh, t, hd))?
             .transpose(0, 1)?
             .contiguous()?
-            .reshape((t, nh * hd))?;
-        self.o.forward(&out)
+            .reshape((t, nh * hd))?)
     }
 }
 
