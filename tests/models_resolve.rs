@@ -18,6 +18,10 @@ ctx_size = 4096
 sampling = { temperature = 0.3 }
 hf = { repo = "acme/tiny-GGUF", file = "tiny-q4.gguf" }
 
+[models."cwd-coder"]
+arch = "qwen2"
+hf = { repo = "acme/cwd-GGUF", file = "cwd.gguf" }
+
 [models."tiny-coder-moe"]
 arch = "qwen3moe"
 hf = { repo = "acme/moe-GGUF", file = "moe.gguf" }
@@ -83,11 +87,12 @@ fn resolves_a_path_then_an_id_then_a_hub_reference() {
 fn an_existing_path_wins_over_an_id_of_the_same_name() {
     let tmp = tempfile::tempdir().unwrap();
     let m = offline(tmp.path());
-    // A relative path that is also an id: the file in the working directory is used.
-    let cwd_file = Path::new("tiny-coder");
+    // A relative path that is also an id: the file in the working directory is used. The id
+    // is used by no other test, which run in parallel in this working directory.
+    let cwd_file = Path::new("cwd-coder");
     assert!(!cwd_file.exists(), "test needs a clean working directory");
     std::fs::write(cwd_file, b"local").unwrap();
-    let r = m.resolve("tiny-coder");
+    let r = m.resolve("cwd-coder");
     std::fs::remove_file(cwd_file).unwrap();
     assert_eq!(r.unwrap().path, cwd_file);
 }
