@@ -6,11 +6,13 @@
 //! Must not depend on tokenizers, templates, the engine or the server.
 
 mod decoder;
+mod ggml_ops;
 mod kv_cache;
 mod layers;
 mod llama;
 mod qwen2;
 mod requant;
+pub mod trace;
 
 use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};
