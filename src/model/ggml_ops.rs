@@ -63,8 +63,10 @@ pub(crate) fn expf(x: f32) -> f32 {
         .mul_add(b, f32c(0x3d2b_9f17))
         .mul_add(u, f32c(0x3e2a_af33).mul_add(b, f32c(0x3eff_fedb)))
         .mul_add(u, f32c(0x3f7f_fff6).mul_add(b, 1.0));
-    // `_mm512_scalef_ps(j, n)`: j * 2^n rounded once; f64 holds the product exactly.
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
+    // `_mm512_scalef_ps(j, n)`: j * 2^n rounded once; f64 holds the product exactly, and
+    // 2^n (|n| <= 192) is built from its exponent bits.
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (f64::from(j) * pow2) as f32
 }
 
 /// `ggml_vec_swiglu_f32`: `silu(g) * u` with `silu(x) = x / (1 + exp(0 - x))` on ggml's exp.
@@ -172,36 +174,74 @@ pub(crate) struct AttnShape {
 /// Scores use the causal mask and `1/sqrt(head_dim)`, the probabilities are rounded to f16
 /// like ggml's `kq` operand, and both products sum in the order ggml uses for this batch
 /// size. Query head `h` reads K/V head `h / (n_head / n_kv_head)`, as ggml broadcasts.
-/// Returns `[t, n_head * head_dim]`.
-pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape) -> Vec<f32> {
+/// Heads run on up to `threads` scoped threads when the call is big enough to pay for
+/// them. Returns `[t, n_head * head_dim]`.
+pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
+    let hd = s.head_dim;
+    let work = s.n_head * s.t * s.total * hd;
+    let threads = if work < PARALLEL_MIN_WORK {
+        1
+    } else {
+        threads.clamp(1, s.n_head)
+    };
+    let per = s.n_head.div_ceil(threads);
+    let heads: Vec<Vec<f32>> = if threads == 1 {
+        (0..s.n_head)
+            .map(|h| attend_head(h, q, k, v_t, s))
+            .collect()
+    } else {
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = (0..s.n_head)
+                .step_by(per)
+                .map(|h0| {
+                    scope.spawn(move || {
+                        (h0..(h0 + per).min(s.n_head))
+                            .map(|h| attend_head(h, q, k, v_t, s))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .flat_map(|j| j.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut out = vec![0f32; s.t * s.n_head * hd];
+    for (h, head) in heads.iter().enumerate() {
+        for (i, row) in head.chunks(hd).enumerate() {
+            out[(i * s.n_head + h) * hd..(i * s.n_head + h + 1) * hd].copy_from_slice(row);
+        }
+    }
+    out
+}
+
+/// Multiply-adds below which `attend` stays on the calling thread (a decode step at a
+/// short context): spawning costs more than it saves there.
+const PARALLEL_MIN_WORK: usize = 1 << 20;
+
+/// One query head of `attend`: `[t, head_dim]`.
+fn attend_head(h: usize, q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape) -> Vec<f32> {
     let (hd, total) = (s.head_dim, s.total);
     let dot = if s.t == 1 { dot_f16_vec } else { dot_f16_tiled };
-    let group = s.n_head / s.n_kv_head;
+    let kvh = h / (s.n_head / s.n_kv_head);
+    let keys = &k[kvh * total * hd..(kvh + 1) * total * hd];
+    let vals = &v_t[kvh * hd * total..(kvh + 1) * hd * total];
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; s.t * s.n_head * hd];
+    let mut out = vec![0f32; s.t * hd];
     let mut row = vec![0f32; total];
-    for h in 0..s.n_head {
-        let kvh = h / group;
-        let keys = &k[kvh * total * hd..(kvh + 1) * total * hd];
-        let vals = &v_t[kvh * hd * total..(kvh + 1) * hd * total];
-        for i in 0..s.t {
-            let qi = &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd];
-            let seen = s.pos + i + 1;
-            for (j, r) in row.iter_mut().enumerate() {
-                *r = if j < seen {
-                    dot(qi, &keys[j * hd..(j + 1) * hd])
-                } else {
-                    f32::NEG_INFINITY
-                };
-            }
-            softmax(&mut row, scale);
-            for r in row.iter_mut() {
-                *r = half::f16::from_f32(*r).to_f32();
-            }
-            let o = &mut out[(i * s.n_head + h) * hd..(i * s.n_head + h + 1) * hd];
-            for (d, od) in o.iter_mut().enumerate() {
-                *od = dot(&row[..seen], &vals[d * total..d * total + seen]);
-            }
+    for (i, o) in out.chunks_mut(hd).enumerate() {
+        let qi = &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd];
+        let seen = s.pos + i + 1;
+        let row = &mut row[..seen];
+        for (j, r) in row.iter_mut().enumerate() {
+            *r = dot(qi, &keys[j * hd..(j + 1) * hd]);
+        }
+        softmax(row, scale);
+        for r in row.iter_mut() {
+            *r = half::f16::from_f32(*r).to_f32();
+        }
+        for (d, od) in o.iter_mut().enumerate() {
+            *od = dot(row, &vals[d * total..d * total + seen]);
         }
     }
     out
@@ -210,10 +250,108 @@ pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape) -> Vec<f3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// Inputs and outputs of these ops captured from llama.cpp's own forward pass
+    /// (tests/reference/ggml_ops.json, f32 bit patterns): every op must reproduce them bit
+    /// for bit.
+    fn goldens() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/ggml_ops.json");
+        serde_json::from_slice(&std::fs::read(path).expect("tests/reference/ggml_ops.json"))
+            .expect("valid JSON")
+    }
+
+    fn floats(v: &Value) -> Vec<f32> {
+        v.as_array()
+            .expect("array of bit patterns")
+            .iter()
+            .map(|b| f32::from_bits(b.as_u64().expect("u32") as u32))
+            .collect()
+    }
+
+    fn assert_bits(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let bad = got
+            .iter()
+            .zip(want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            bad,
+            0,
+            "{what}: {bad} of {} values differ from llama.cpp",
+            got.len()
+        );
+    }
+
+    #[test]
+    fn reproduces_llama_cpp_rms_norm_and_swiglu() {
+        let g = goldens();
+        let r = &g["rms_norm"];
+        let x = floats(&r["x"]);
+        let mut out = vec![0f32; x.len()];
+        rms_norm(
+            &x,
+            &floats(&r["w"]),
+            r["eps"].as_f64().unwrap() as f32,
+            &mut out,
+        );
+        assert_bits(&out, &floats(&r["want"]), "rms_norm");
+
+        let s = &g["swiglu"];
+        let gate = floats(&s["g"]);
+        let mut out = vec![0f32; gate.len()];
+        swiglu(&gate, &floats(&s["u"]), &mut out);
+        assert_bits(&out, &floats(&s["want"]), "swiglu");
+    }
+
+    #[test]
+    fn reproduces_llama_cpp_rope_in_both_styles() {
+        let g = goldens();
+        for (key, neox) in [("rope_normal", false), ("rope_neox", true)] {
+            let r = &g[key];
+            let hd = r["head_dim"].as_u64().unwrap() as usize;
+            let half = hd / 2;
+            let ts = rope_theta_scale(r["base"].as_f64().unwrap() as f32, hd);
+            let (mut cos, mut sin) = (vec![0f32; half], vec![0f32; half]);
+            rope_row(r["pos"].as_u64().unwrap() as usize, ts, &mut cos, &mut sin);
+            let mut x = floats(&r["x"]);
+            for head in x.chunks_mut(hd) {
+                for i in 0..half {
+                    let (a, b) = if neox {
+                        (i, i + half)
+                    } else {
+                        (2 * i, 2 * i + 1)
+                    };
+                    (head[a], head[b]) = rotate(head[a], head[b], cos[i], sin[i]);
+                }
+            }
+            assert_bits(&x, &floats(&r["want"]), key);
+        }
+    }
+
+    #[test]
+    fn reproduces_llama_cpp_attention_scores_and_softmax() {
+        let g = goldens();
+        for (key, dot) in [
+            ("kq_tiled", dot_f16_tiled as fn(&[f32], &[f32]) -> f32),
+            ("kq_vec", dot_f16_vec),
+        ] {
+            let q = floats(&g[key]["q"]);
+            let k = floats(&g[key]["k"]);
+            let got: Vec<f32> = k.chunks(q.len()).map(|kj| dot(&q, kj)).collect();
+            assert_bits(&got, &floats(&g[key]["want"]), key);
+        }
+        let s = &g["softmax"];
+        let mut row = floats(&s["x"]);
+        softmax(&mut row, s["scale"].as_f64().unwrap() as f32);
+        assert_bits(&row, &floats(&s["want"]), "softmax");
+    }
 
     #[test]
     fn expf_is_close_to_libm_and_saturates() {
-        for i in -2000..2000 {
+        // Normal results only: subnormal ones keep fewer significant bits.
+        for i in -1740..1760 {
             let x = i as f32 * 0.05;
             let (a, b) = (expf(x), x.exp());
             assert!(((a - b) / b).abs() < 4e-7, "{x}: {a} vs {b}");

@@ -338,6 +338,7 @@ impl Attention {
                 &k_all.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
                 &v_all.to_dtype(DType::F32)?.t()?.flatten_all()?.to_vec1()?,
                 &shape,
+                candle_core::utils::get_num_threads(),
             );
             let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
             record(|| format!("kqv_out-{layer}"), &out);
