@@ -118,12 +118,15 @@ pub(crate) fn softmax(row: &mut [f32], scale: f32) {
     }
 }
 
+/// The reference definitions of ggml's two summation orders, one dot at a time; `scores`
+/// and `weighted_sum` compute the same sums vectorized across keys or outputs (tested).
+///
 /// A dot product of f16 values (given as f32) in tinyBLAS's order, which ggml uses when a
 /// batch has at least two rows (prefill): 16 lanes, lane `l` summing elements `l, l+16, ...`
 /// in order, then `reduce16`. Products of two f16 values are exact in f32, so a multiply
 /// and an add equal ggml's FMA. A partial last block counts as zero-padded.
-#[inline]
-pub(crate) fn dot_f16_tiled(a: &[f32], b: &[f32]) -> f32 {
+#[cfg(test)]
+fn dot_f16_tiled(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let mut ca = a.chunks_exact(16);
     let mut cb = b.chunks_exact(16);
@@ -142,13 +145,20 @@ pub(crate) fn dot_f16_tiled(a: &[f32], b: &[f32]) -> f32 {
 /// which ggml uses for a one-row batch (decode): four 16-lane accumulators over blocks of
 /// 64, combined as (0+2)+(1+3), then `reduce16`. A partial last block counts as
 /// zero-padded (ggml's KV length is a multiple of 256).
-#[inline]
-pub(crate) fn dot_f16_vec(a: &[f32], b: &[f32]) -> f32 {
+#[cfg(test)]
+fn dot_f16_vec(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [[0f32; 16]; 4];
-    for (x, y) in a.chunks(64).zip(b.chunks(64)) {
-        for (i, (p, q)) in x.iter().zip(y).enumerate() {
-            acc[i / 16][i % 16] += p * q;
+    let mut ca = a.chunks_exact(64);
+    let mut cb = b.chunks_exact(64);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            for l in 0..16 {
+                acc[l] += x[16 * j + l] * y[16 * j + l];
+            }
         }
+    }
+    for (i, (p, q)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[i / 16][i % 16] += p * q;
     }
     let mut s = [0f32; 16];
     for l in 0..16 {
@@ -169,17 +179,17 @@ pub(crate) struct AttnShape {
 }
 
 /// llama.cpp's non-flash attention (`build_attn_mha`) on host slices:
-/// `q` is `[n_head, t, head_dim]` already rounded to f16, `k` is `[n_kv_head, total,
-/// head_dim]` and `v_t` is V transposed, `[n_kv_head, head_dim, total]`, both f16 values.
+/// `q` is `[n_head, t, head_dim]` already rounded to f16, `k_t` is K transposed,
+/// `[n_kv_head, head_dim, total]`, and `v` is `[n_kv_head, total, head_dim]`, f16 values.
 /// Scores use the causal mask and `1/sqrt(head_dim)`, the probabilities are rounded to f16
 /// like ggml's `kq` operand, and both products sum in the order ggml uses for this batch
 /// size. Query head `h` reads K/V head `h / (n_head / n_kv_head)`, as ggml broadcasts.
 /// Heads run on up to `threads` scoped threads when the call is big enough to pay for
 /// them. Returns `[t, n_head * head_dim]`.
-pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
+pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
     let hd = s.head_dim;
     let work = s.n_head * s.t * s.total * hd;
-    let threads = if work < PARALLEL_MIN_WORK {
+    let threads = if s.t == 1 || work < PARALLEL_MIN_WORK {
         1
     } else {
         threads.clamp(1, s.n_head)
@@ -187,7 +197,7 @@ pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape, threads: 
     let per = s.n_head.div_ceil(threads);
     let heads: Vec<Vec<f32>> = if threads == 1 {
         (0..s.n_head)
-            .map(|h| attend_head(h, q, k, v_t, s))
+            .map(|h| attend_head(h, q, k_t, v, s))
             .collect()
     } else {
         std::thread::scope(|scope| {
@@ -196,7 +206,7 @@ pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape, threads: 
                 .map(|h0| {
                     scope.spawn(move || {
                         (h0..(h0 + per).min(s.n_head))
-                            .map(|h| attend_head(h, q, k, v_t, s))
+                            .map(|h| attend_head(h, q, k_t, v, s))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -215,36 +225,109 @@ pub(crate) fn attend(q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape, threads: 
     out
 }
 
-/// Multiply-adds below which `attend` stays on the calling thread (a decode step at a
-/// short context): spawning costs more than it saves there.
+/// Multiply-adds below which a prefill's `attend` stays on the calling thread. Decode
+/// steps always do: measured, spawning per layer (next to candle's spinning pool) halved
+/// decode speed.
 const PARALLEL_MIN_WORK: usize = 1 << 20;
 
 /// One query head of `attend`: `[t, head_dim]`.
-fn attend_head(h: usize, q: &[f32], k: &[f32], v_t: &[f32], s: &AttnShape) -> Vec<f32> {
+fn attend_head(h: usize, q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
     let (hd, total) = (s.head_dim, s.total);
-    let dot = if s.t == 1 { dot_f16_vec } else { dot_f16_tiled };
+    let decode = s.t == 1;
+    let n_lanes = if decode { 64 } else { 16 };
     let kvh = h / (s.n_head / s.n_kv_head);
-    let keys = &k[kvh * total * hd..(kvh + 1) * total * hd];
-    let vals = &v_t[kvh * hd * total..(kvh + 1) * hd * total];
+    let keys_t = &k_t[kvh * hd * total..(kvh + 1) * hd * total];
+    let vals = &v[kvh * total * hd..(kvh + 1) * total * hd];
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; s.t * hd];
     let mut row = vec![0f32; total];
+    let mut lanes = vec![0f32; n_lanes * hd.max(total)];
     for (i, o) in out.chunks_mut(hd).enumerate() {
         let qi = &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd];
         let seen = s.pos + i + 1;
         let row = &mut row[..seen];
-        for (j, r) in row.iter_mut().enumerate() {
-            *r = dot(qi, &keys[j * hd..(j + 1) * hd]);
-        }
+        scores(qi, keys_t, total, decode, &mut lanes[..n_lanes * seen], row);
         softmax(row, scale);
         for r in row.iter_mut() {
             *r = half::f16::from_f32(*r).to_f32();
         }
-        for (d, od) in o.iter_mut().enumerate() {
-            *od = dot(row, &vals[d * total..d * total + seen]);
-        }
+        weighted_sum(row, vals, hd, decode, &mut lanes[..n_lanes * hd], o);
     }
     out
+}
+
+/// `out[j] = q . k_j` for the first `out.len()` keys, each summed exactly as `dot_f16_vec`
+/// (`decode`) or `dot_f16_tiled` would sum it, but vectorized across keys: dimension `e`
+/// adds into lane `e % 64` (`e % 16` tiled) of every key, then each key's lanes are
+/// combined in the dot's order. `k_t` is `[head_dim, total]`.
+fn scores(q: &[f32], k_t: &[f32], total: usize, decode: bool, lanes: &mut [f32], out: &mut [f32]) {
+    let seen = out.len();
+    let n_lanes = lanes.len() / seen;
+    lanes.fill(0.0);
+    for (e, &qe) in q.iter().enumerate() {
+        let acc = &mut lanes[(e % n_lanes) * seen..(e % n_lanes + 1) * seen];
+        for (a, &k) in acc.iter_mut().zip(&k_t[e * total..e * total + seen]) {
+            *a += qe * k;
+        }
+    }
+    // Combine lanes as the dot would, for all keys at once: (0+2)+(1+3) over the four
+    // blocks of 16 (decode), then `reduce16`'s tree. Each step is elementwise over keys.
+    let mut add_into = |dst: usize, a: usize, b: usize| {
+        for j in 0..seen {
+            lanes[dst * seen + j] = lanes[a * seen + j] + lanes[b * seen + j];
+        }
+    };
+    if decode {
+        for l in 0..16 {
+            add_into(l, l, 32 + l);
+            add_into(16 + l, 16 + l, 48 + l);
+            add_into(l, l, 16 + l);
+        }
+    }
+    for l in 0..8 {
+        add_into(l, l + 8, l);
+    }
+    for l in 0..4 {
+        add_into(l, l + 4, l);
+    }
+    add_into(0, 0, 2);
+    add_into(1, 1, 3);
+    add_into(0, 0, 1);
+    out.copy_from_slice(&lanes[..seen]);
+}
+
+/// `out[d] = sum_p probs[p] * v[p][d]` with each `d` summed exactly as `dot_f16_vec`
+/// (`decode`) or `dot_f16_tiled` would sum it, but vectorized across `d`: position `p`
+/// adds into lane `p % 64` (`p % 16` tiled) of every output, then each output's lanes are
+/// combined in the dot's order.
+fn weighted_sum(
+    probs: &[f32],
+    v: &[f32],
+    hd: usize,
+    decode: bool,
+    lanes: &mut [f32],
+    out: &mut [f32],
+) {
+    let n_lanes = lanes.len() / hd;
+    lanes.fill(0.0);
+    for (p, (&w, vp)) in probs.iter().zip(v.chunks_exact(hd)).enumerate() {
+        let acc = &mut lanes[(p % n_lanes) * hd..(p % n_lanes + 1) * hd];
+        for (a, &x) in acc.iter_mut().zip(vp) {
+            *a += w * x;
+        }
+    }
+    for (d, o) in out.iter_mut().enumerate() {
+        let lane = |i: usize| lanes[i * hd + d];
+        let mut s = [0f32; 16];
+        for (l, sl) in s.iter_mut().enumerate() {
+            *sl = if decode {
+                (lane(l) + lane(32 + l)) + (lane(16 + l) + lane(48 + l))
+            } else {
+                lane(l)
+            };
+        }
+        *o = reduce16(&s);
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +460,49 @@ mod tests {
         let exact: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
         for d in [dot_f16_tiled(&a, &b), dot_f16_vec(&a, &b)] {
             assert!((f64::from(d) - exact).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn vectorized_attention_sums_equal_the_reference_dots() {
+        let (hd, total) = (64, 150);
+        let val = |i: usize, m: f32| half::f16::from_f32(((i as f32) * m).sin()).to_f32();
+        let q: Vec<f32> = (0..hd).map(|i| val(i, 0.37)).collect();
+        let k: Vec<f32> = (0..total * hd).map(|i| val(i, 0.11)).collect();
+        let k_t: Vec<f32> = (0..hd * total)
+            .map(|i| k[(i % total) * hd + i / total])
+            .collect();
+        let probs: Vec<f32> = (0..total).map(|i| val(i, 0.23).abs()).collect();
+        for decode in [false, true] {
+            let dot = if decode { dot_f16_vec } else { dot_f16_tiled };
+            let n_lanes = if decode { 64 } else { 16 };
+            let mut got = vec![0f32; total];
+            scores(
+                &q,
+                &k_t,
+                total,
+                decode,
+                &mut vec![0f32; n_lanes * total],
+                &mut got,
+            );
+            let want: Vec<f32> = k.chunks(hd).map(|kj| dot(&q, kj)).collect();
+            assert_bits(&got, &want, "scores");
+            let mut got = vec![0f32; hd];
+            weighted_sum(
+                &probs,
+                &k,
+                hd,
+                decode,
+                &mut vec![0f32; n_lanes * hd],
+                &mut got,
+            );
+            let want: Vec<f32> = (0..hd)
+                .map(|d| {
+                    let col: Vec<f32> = (0..total).map(|p| k[p * hd + d]).collect();
+                    dot(&probs, &col)
+                })
+                .collect();
+            assert_bits(&got, &want, "weighted_sum");
         }
     }
 

@@ -335,8 +335,8 @@ impl Attention {
             };
             let out = ggml_ops::attend(
                 &round_f16(&q)?.flatten_all()?.to_vec1()?,
-                &k_all.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
-                &v_all.to_dtype(DType::F32)?.t()?.flatten_all()?.to_vec1()?,
+                &k_all.to_dtype(DType::F32)?.t()?.flatten_all()?.to_vec1()?,
+                &v_all.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
                 &shape,
                 candle_core::utils::get_num_threads(),
             );
