@@ -28,3 +28,19 @@ pub(crate) fn record(name: impl FnOnce() -> String, t: &Tensor) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn records_only_inside_capture() {
+        let t = Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+        record(|| panic!("a name is built only while capturing"), &t);
+        let ((), got) = capture(|| record(|| "x-0".to_owned(), &t));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "x-0");
+        record(|| panic!("capture has ended"), &t);
+    }
+}
