@@ -9,6 +9,7 @@ use super::layers::{
     causal_mask, Attention, Bias, Embedding, LoadOptions, Loader, Mlp, QLinear, RmsNorm, Rope,
     RopeStyle,
 };
+use super::trace::record;
 use super::{Model, ModelError, ModelInfo};
 use crate::gguf::Gguf;
 use candle_core::{DType, Device, Tensor};
@@ -164,12 +165,20 @@ impl Decoder {
         self.check_ids(tokens)?;
         let mask = causal_mask(tokens.len(), cache.len(), &self.device)?;
         let mut x = self.embed.forward(tokens)?;
+        record(|| "embd".to_owned(), &x);
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(&x)?;
+            record(|| format!("attn_norm-{i}"), &h);
             let h = b.attn.forward(&h, i, &self.rope, cache, mask.as_ref())?;
+            record(|| format!("attn_out-{i}"), &h);
             x = (x + h)?;
-            let h = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
+            record(|| format!("ffn_inp-{i}"), &x);
+            let h = b.ffn_norm.forward(&x)?;
+            record(|| format!("ffn_norm-{i}"), &h);
+            let h = b.mlp.forward(&h, i)?;
+            record(|| format!("ffn_out-{i}"), &h);
             x = (x + h)?;
+            record(|| format!("l_out-{i}"), &x);
         }
         cache.advance(tokens.len());
         Ok(x)
@@ -226,7 +235,9 @@ impl Model for Decoder {
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         let x = self.hidden(tokens, cache)?;
         let last = x.narrow(0, tokens.len() - 1, 1)?;
-        let logits = self.output.forward(&self.norm.forward(&last)?)?;
+        let last = self.norm.forward(&last)?;
+        record(|| "result_norm".to_owned(), &last);
+        let logits = self.output.forward(&last)?;
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
@@ -253,7 +264,7 @@ impl Model for Decoder {
             let h = b.attn_norm.forward(&x)?;
             let h = b.attn.forward_rows(&h, i, &self.rope, caches)?;
             x = (x + h)?;
-            let h = b.mlp.forward(&b.ffn_norm.forward(&x)?)?;
+            let h = b.mlp.forward(&b.ffn_norm.forward(&x)?, i)?;
             x = (x + h)?;
         }
         for cache in caches.iter_mut() {

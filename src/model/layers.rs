@@ -5,8 +5,10 @@
 //! names or metadata keys live here; no tokenizer, engine or server types.
 
 use super::cpu::CpuQMatMul;
+use super::ggml_ops::{self, AttnShape};
 use super::kv_cache::KvCache;
 use super::requant;
+use super::trace::record;
 use super::ModelError;
 use crate::gguf::Gguf;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
@@ -102,8 +104,10 @@ impl Loader<'_> {
     }
 
     pub fn rms_norm(&mut self, name: &str, eps: f64) -> Result<RmsNorm, ModelError> {
+        let w = self.f32(name)?;
         Ok(RmsNorm {
-            w: self.f32(name)?,
+            w_host: w.flatten_all()?.to_vec1()?,
+            w,
             eps: eps as f32,
         })
     }
@@ -202,12 +206,24 @@ fn activation_dtype(w: GgmlDType) -> Option<GgmlDType> {
 
 pub(crate) struct RmsNorm {
     w: Tensor,
+    /// `w` on the host, for the CPU path.
+    w_host: Vec<f32>,
     eps: f32,
 }
 
 impl RmsNorm {
+    /// On the CPU, ggml's exact arithmetic (`ggml_ops::rms_norm`); elsewhere candle's.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps)?)
+        if !x.device().is_cpu() {
+            return Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps)?);
+        }
+        let w = &self.w_host;
+        let data = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; data.len()];
+        for (o, row) in out.chunks_mut(w.len()).zip(data.chunks(w.len())) {
+            ggml_ops::rms_norm(row, w, self.eps, o);
+        }
+        Ok(Tensor::from_vec(out, x.shape(), x.device())?)
     }
 }
 
@@ -220,10 +236,14 @@ pub(crate) enum RopeStyle {
     Normal,
 }
 
-/// Precomputed cos/sin for positions `0..max_pos`.
+/// Precomputed cos/sin for positions `0..max_pos`, computed as ggml does (see
+/// `ggml_ops::rope_row`), on the host for the CPU path and as tensors for other devices.
 pub(crate) struct Rope {
     cos: Tensor,
     sin: Tensor,
+    cos_host: Vec<f32>,
+    sin_host: Vec<f32>,
+    half: usize,
     style: RopeStyle,
     max_pos: usize,
 }
@@ -237,21 +257,30 @@ impl Rope {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32)
-            .collect();
-        let mut cos = Vec::with_capacity(max_pos * half);
-        let mut sin = Vec::with_capacity(max_pos * half);
-        for p in 0..max_pos {
-            for f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
+        let theta_scale = ggml_ops::rope_theta_scale(base as f32, head_dim);
+        let mut cos = vec![0f32; max_pos * half];
+        let mut sin = vec![0f32; max_pos * half];
+        for (p, (c, s)) in cos.chunks_mut(half).zip(sin.chunks_mut(half)).enumerate() {
+            ggml_ops::rope_row(p, theta_scale, c, s);
         }
+        let (cos_t, sin_t) = if device.is_cpu() {
+            // The CPU path reads the host tables; keep no second copy.
+            (
+                Tensor::zeros(1, DType::F32, device)?,
+                Tensor::zeros(1, DType::F32, device)?,
+            )
+        } else {
+            (
+                Tensor::from_slice(&cos, (max_pos, half), device)?,
+                Tensor::from_slice(&sin, (max_pos, half), device)?,
+            )
+        };
         Ok(Rope {
-            cos: Tensor::from_vec(cos, (max_pos, half), device)?,
-            sin: Tensor::from_vec(sin, (max_pos, half), device)?,
+            cos: cos_t,
+            sin: sin_t,
+            cos_host: cos,
+            sin_host: sin,
+            half,
             style,
             max_pos,
         })
@@ -264,12 +293,30 @@ impl Rope {
     /// Rotates `x` (`[1, heads, t, head_dim]`, contiguous) for positions `pos..pos+t`.
     pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor, ModelError> {
         let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
-        Ok(match self.style {
-            RopeStyle::NeoX => candle_nn::rotary_emb::rope(x, &cos, &sin)?,
-            RopeStyle::Normal => candle_nn::rotary_emb::rope_i(x, &cos, &sin)?,
-        })
+        if !x.device().is_cpu() {
+            let cos = self.cos.narrow(0, pos, t)?;
+            let sin = self.sin.narrow(0, pos, t)?;
+            return Ok(match self.style {
+                RopeStyle::NeoX => candle_nn::rotary_emb::rope(x, &cos, &sin)?,
+                RopeStyle::Normal => candle_nn::rotary_emb::rope_i(x, &cos, &sin)?,
+            });
+        }
+        let half = self.half;
+        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+        for (r, row) in data.chunks_mut(2 * half).enumerate() {
+            let p = pos + r % t;
+            let cos = &self.cos_host[p * half..(p + 1) * half];
+            let sin = &self.sin_host[p * half..(p + 1) * half];
+            for i in 0..half {
+                // NeoX pairs (i, i + d/2); normal pairs (2i, 2i + 1).
+                let (a, b) = match self.style {
+                    RopeStyle::NeoX => (i, i + half),
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                };
+                (row[a], row[b]) = ggml_ops::rotate(row[a], row[b], cos[i], sin[i]);
+            }
+        }
+        Ok(Tensor::from_vec(data, x.shape(), x.device())?)
     }
 }
 
@@ -338,8 +385,13 @@ impl Attention {
         let heads = |y: Tensor, n: usize| -> Result<Tensor, ModelError> {
             Ok(y.reshape((1, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
+        record(|| format!("Qcur-{layer}"), &q);
+        record(|| format!("Kcur-{layer}"), &k);
+        record(|| format!("Vcur-{layer}"), &v);
         let q = rope.apply(&heads(q, nh)?, pos)?;
+        record(|| format!("Qrope-{layer}"), &q);
         let k = rope.apply(&heads(k, nkv)?, pos)?;
+        record(|| format!("Krope-{layer}"), &k);
         let v = heads(v, nkv)?;
         let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
         let total = k_all.dim(1)?;
@@ -349,6 +401,26 @@ impl Attention {
         // K/V are cached in f16 (half the memory). Q and the probabilities are rounded to
         // f16 too before their matmuls, as llama.cpp does: Qwen2's K bias makes K large,
         // and rounding only one side of the product moves logits measurably.
+        if q.device().is_cpu() {
+            let shape = AttnShape {
+                t,
+                pos,
+                total,
+                n_head: nh,
+                n_kv_head: nkv,
+                head_dim: hd,
+            };
+            let out = ggml_ops::attend(
+                &round_f16(&q)?.flatten_all()?.to_vec1()?,
+                &k_all.to_dtype(DType::F32)?.t()?.flatten_all()?.to_vec1()?,
+                &v_all.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+                &shape,
+                candle_core::utils::get_num_threads(),
+            );
+            let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
+            record(|| format!("kqv_out-{layer}"), &out);
+            return Ok(out);
+        }
         let g = nh / nkv;
         let q = round_f16(&q.reshape((nkv, g * t, hd))?)?;
         let k_all = k_all.to_dtype(DType::F32)?;
@@ -360,13 +432,17 @@ impl Attention {
                 .broadcast_add(mask)?
                 .reshape((nkv, g * t, total))?;
         }
+        record(|| format!("kq_scaled-{layer}"), &scores);
         let probs = round_f16(&candle_nn::ops::softmax_last_dim(&scores)?)?;
+        record(|| format!("kq_soft_max-{layer}"), &probs);
         let out = probs.matmul(&v_all)?; // [nkv, g*t, hd] = [nh, t, hd]
-        Ok(out
+        let out = out
             .reshape((nh, t, hd))?
             .transpose(0, 1)?
             .contiguous()?
-            .reshape((t, nh * hd))?)
+            .reshape((t, nh * hd))?;
+        record(|| format!("kqv_out-{layer}"), &out);
+        Ok(out)
     }
 }
 
@@ -407,9 +483,20 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+    pub fn forward(&self, x: &Tensor, layer: usize) -> Result<Tensor, ModelError> {
         let [g, u] = QLinear::forward_many([&self.gate, &self.up], x)?;
-        self.down.forward(&(candle_nn::ops::silu(&g)? * u)?)
+        record(|| format!("ffn_gate-{layer}"), &g);
+        record(|| format!("ffn_up-{layer}"), &u);
+        let gu = if g.device().is_cpu() {
+            let (gv, uv) = (g.flatten_all()?.to_vec1()?, u.flatten_all()?.to_vec1()?);
+            let mut out = vec![0f32; gv.len()];
+            ggml_ops::swiglu(&gv, &uv, &mut out);
+            Tensor::from_vec(out, g.shape(), g.device())?
+        } else {
+            (candle_nn::ops::silu(&g)? * u)?
+        };
+        record(|| format!("ffn_swiglu-{layer}"), &gu);
+        self.down.forward(&gu)
     }
 }
 

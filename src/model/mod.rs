@@ -7,11 +7,13 @@
 
 mod cpu;
 mod decoder;
+mod ggml_ops;
 mod kv_cache;
 mod layers;
 mod llama;
 mod qwen2;
 mod requant;
+pub mod trace;
 
 use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};

@@ -79,7 +79,7 @@ pub(crate) fn q4_1_scalar(w: &[u8], a: &[BlockQ8_1]) -> f32 {
             s += (qs[j] >> 4) as i32 * a.qs[j + 16] as i32;
         }
         sum += s as f32 * (f16_at(blk, 0) * a.d);
-        mins += f16_at(blk, 2) * a.s;
+        mins = f16_at(blk, 2).mul_add(a.s, mins);
     }
     sum + mins
 }
@@ -184,14 +184,6 @@ pub(crate) mod avx2 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
         _mm_cvtss_f32(s)
-    }
-
-    #[inline(always)]
-    unsafe fn hsum_i32(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
-        _mm_cvtsi128_si32(s)
     }
 
     /// Sums of 4 adjacent products of unsigned `u` and signed `s` bytes, as 8 i32.
@@ -342,7 +334,7 @@ pub(crate) mod avx2 {
             let qx = nibbles_32(p.add(4));
             for j in 0..4 {
                 let y = &a[j][i];
-                mins[j] += mw * y.s;
+                mins[j] = mw.mul_add(y.s, mins[j]);
                 let q = dot_us8(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
                 acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(q), acc[j]);
             }
@@ -404,12 +396,11 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn q6_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         let n = a.iter().fold(w.len() / Q6_K_BYTES, |m, r| m.min(r.len()));
         let wp = w.as_ptr();
-        let mut sum = [0f32; 4];
+        let mut acc = [_mm256_setzero_ps(); 4];
         let low = _mm256_set1_epi8(0x0F);
         let three = _mm256_set1_epi8(3);
         for i in 0..n {
             let p = wp.add(i * Q6_K_BYTES);
-            let dw = f16_at(p.add(208));
             let mut q = [_mm256_setzero_si256(); 8];
             let mut scales = [_mm256_setzero_si256(); 8];
             for h in 0..2 {
@@ -436,7 +427,6 @@ pub(crate) mod avx2 {
                     );
                 }
             }
-            let sc = std::slice::from_raw_parts(p.add(192) as *const i8, 16);
             for t in 0..4 {
                 let y = &a[t][i];
                 let mut sumi = _mm256_setzero_si256();
@@ -445,15 +435,15 @@ pub(crate) mod avx2 {
                     let prod = _mm256_maddubs_epi16(q[j], x);
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scales[j]));
                 }
-                let corr: i32 = sc
-                    .iter()
-                    .zip(&y.bsums)
-                    .map(|(&s, &b)| s as i32 * b as i32)
-                    .sum();
-                sum[t] += dw * y.d * (hsum_i32(sumi) - 32 * corr) as f32;
+                acc[t] = q6k_accumulate(acc[t], sumi, p, y);
             }
         }
-        sum
+        [
+            hsum_f32(acc[0]),
+            hsum_f32(acc[1]),
+            hsum_f32(acc[2]),
+            hsum_f32(acc[3]),
+        ]
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -464,7 +454,7 @@ pub(crate) mod avx2 {
         let mut mins = 0f32;
         for (i, y) in a.iter().enumerate().take(n) {
             let p = wp.add(i * Q4_1_BYTES);
-            mins += f16_at(p.add(2)) * y.s;
+            mins = f16_at(p.add(2)).mul_add(y.s, mins);
             let q = dot_us8(
                 nibbles_32(p.add(4)),
                 _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i),
@@ -517,13 +507,12 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let n = a.len().min(w.len() / Q6_K_BYTES);
         let wp = w.as_ptr();
-        let mut sum = 0f32;
+        let mut acc = _mm256_setzero_ps();
         let low = _mm256_set1_epi8(0x0F);
         let three = _mm256_set1_epi8(3);
         for (i, y) in a.iter().enumerate().take(n) {
             let p = wp.add(i * Q6_K_BYTES);
             let mut sumi = _mm256_setzero_si256();
-            let mut corr = 0i32;
             for h in 0..2 {
                 let ql0 = _mm256_loadu_si256(p.add(h * 64) as *const __m256i);
                 let ql1 = _mm256_loadu_si256(p.add(h * 64 + 32) as *const __m256i);
@@ -557,14 +546,22 @@ pub(crate) mod avx2 {
                     let s1 = *sc.add(2 * k + 1) as i16;
                     let scales = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scales));
-                    corr += s0 as i32 * y.bsums[h * 8 + 2 * k] as i32
-                        + s1 as i32 * y.bsums[h * 8 + 2 * k + 1] as i32;
                 }
             }
-            let total = hsum_i32(sumi) - 32 * corr;
-            sum += f16_at(p.add(208)) * y.d * total as f32;
+            acc = q6k_accumulate(acc, sumi, p, y);
         }
-        sum
+        hsum_f32(acc)
+    }
+
+    /// The end of a Q6_K super-block as ggml does it, lane by lane: subtract the -32 offset
+    /// (`32 * scale * block sum`, two sub-blocks per lane), then `acc += d * lanes`.
+    #[inline(always)]
+    unsafe fn q6k_accumulate(acc: __m256, sumi: __m256i, p: *const u8, y: &BlockQ8K) -> __m256 {
+        let bsums = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+        let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+        let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales), 5);
+        let lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, offset));
+        _mm256_fmadd_ps(_mm256_set1_ps(y.d * f16_at(p.add(208))), lanes, acc)
     }
 }
 
