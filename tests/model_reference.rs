@@ -19,7 +19,7 @@ use wick::model::{self, Model};
 /// kernels (`model::cpu`) quantize activations as ggml does and accumulate in ggml's lane
 /// order (Q4_0/Q5_0/Q8_0/Q4_1 per block, Q6_K per super-block). Where llama.cpp takes
 /// another route on x86 (Q4_K weights repacked to 8x8 tiles, tinyBLAS for Q8_0 with more
-/// than one token), the sums round differently, and these small models amplify 1-ulp
+/// than one token, a tiled GEMM for K-quants from 8 rows), the sums round differently, and these small models amplify 1-ulp
 /// differences layer by layer (each matmul re-quantizes its input to 8 bits). For scale:
 /// llama.cpp itself, prefilling token by token (n_batch 1) instead of in one batch, moves
 /// its own step-0 top-5 logprobs by up to 0.26 nats (SmolLM2) and 0.22 (Qwen), and its
@@ -35,8 +35,11 @@ struct Tolerances {
 }
 
 /// Qwen2.5-Coder-0.5B (Q5_0/Q8_0/Q4_K/Q6_K), measured: all 48 greedy steps of every prompt
-/// equal; top-5 logprob error at most 0.36 (fim_is_prime; the others 0.18-0.25), from the
-/// Q4_K and tinyBLAS routes above.
+/// equal; top-5 logprob error at most 0.28 (raw_rust_parse; the others 0.14-0.28). A
+/// tensor-by-tensor trace (scripts/trace-compare.py) shows decode steps bit-exact through
+/// layer 0 and the prompt's first difference at layer 0's Q6_K ffn_down: for 8 or more
+/// rows llama.cpp switches K-quants to its tiled GEMM (ggml-cpu/tiled), Q8_0 to tinyBLAS,
+/// and Q4_K runs repacked, each with its own f32 summation order.
 const QWEN_TOL: Tolerances = Tolerances {
     exact_steps: 48,
     logprob: 0.45,

@@ -351,14 +351,13 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn q4_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         let n = a.iter().fold(w.len() / Q4_K_BYTES, |m, r| m.min(r.len()));
         let wp = w.as_ptr();
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [0f32; 4];
         let mut mins = [0f32; 4];
         let low = _mm256_set1_epi8(0x0F);
         for i in 0..n {
             let p = wp.add(i * Q4_K_BYTES);
             let blk = std::slice::from_raw_parts(p, Q4_K_BYTES);
             let (sc, mn) = super::q4k_scales_mins(&blk[4..16]);
-            let (dw, dmin) = (f16_at(p), f16_at(p.add(2)));
             let mut q = [_mm256_setzero_si256(); 8];
             for j in 0..4 {
                 let q4 = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
@@ -367,10 +366,6 @@ pub(crate) mod avx2 {
             }
             for t in 0..4 {
                 let y = &a[t][i];
-                let summ: i32 = (0..8)
-                    .map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32))
-                    .sum();
-                mins[t] += dmin * y.d * summ as f32;
                 let mut sumi = _mm256_setzero_si256();
                 for (j, qj) in q.iter().enumerate() {
                     let x = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j) as *const __m256i);
@@ -380,15 +375,14 @@ pub(crate) mod avx2 {
                         _mm256_mullo_epi32(pj, _mm256_set1_epi32(sc[j] as i32)),
                     );
                 }
-                acc[t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+                (acc[t], mins[t]) = q4k_accumulate(acc[t], mins[t], hsum_i32(sumi), &mn, p, y);
             }
         }
         [
-            hsum_f32(acc[0]) - mins[0],
-            hsum_f32(acc[1]) - mins[1],
-            hsum_f32(acc[2]) - mins[2],
-            hsum_f32(acc[3]) - mins[3],
+            acc[0] - mins[0],
+            acc[1] - mins[1],
+            acc[2] - mins[2],
+            acc[3] - mins[3],
         ]
     }
 
@@ -469,17 +463,12 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let n = a.len().min(w.len() / Q4_K_BYTES);
         let wp = w.as_ptr();
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
+        let (mut acc, mut mins) = (0f32, 0f32);
         let low = _mm256_set1_epi8(0x0F);
         for (i, y) in a.iter().enumerate().take(n) {
             let p = wp.add(i * Q4_K_BYTES);
             let blk = std::slice::from_raw_parts(p, Q4_K_BYTES);
             let (sc, mn) = super::q4k_scales_mins(&blk[4..16]);
-            let summ: i32 = (0..8)
-                .map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32))
-                .sum();
-            mins += f16_at(p.add(2)) * y.d * summ as f32;
             let mut sumi = _mm256_setzero_si256();
             for j in 0..4 {
                 let q4 = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
@@ -497,10 +486,38 @@ pub(crate) mod avx2 {
                     _mm256_mullo_epi32(phi, _mm256_set1_epi32(sc[2 * j + 1] as i32)),
                 );
             }
-            let d = _mm256_set1_ps(f16_at(p) * y.d);
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+            (acc, mins) = q4k_accumulate(acc, mins, hsum_i32(sumi), &mn, p, y);
         }
-        hsum_f32(acc) - mins
+        acc - mins
+    }
+
+    /// The end of a Q4_K super-block as llama.cpp's x86 kernel (weights repacked 8x8) does
+    /// it: the block's exact integer sum times `d_w * d_x`, and the minimum term likewise,
+    /// each in its own f32 FMA chain; the result is their difference.
+    #[inline(always)]
+    unsafe fn q4k_accumulate(
+        acc: f32,
+        mins: f32,
+        sumi: i32,
+        mn: &[u8; 8],
+        p: *const u8,
+        y: &BlockQ8K,
+    ) -> (f32, f32) {
+        let summ: i32 = (0..8)
+            .map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32))
+            .sum();
+        (
+            (sumi as f32).mul_add(f16_at(p) * y.d, acc),
+            (summ as f32).mul_add(f16_at(p.add(2)) * y.d, mins),
+        )
+    }
+
+    #[inline(always)]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
+        _mm_cvtsi128_si32(s)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
