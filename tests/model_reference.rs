@@ -42,7 +42,7 @@ struct Tolerances {
 /// and Q4_K runs repacked, each with its own f32 summation order.
 const QWEN_TOL: Tolerances = Tolerances {
     exact_steps: 48,
-    logprob: 0.45,
+    logprob: 0.35,
     fork: 0.0,
 };
 
