@@ -92,8 +92,82 @@ impl KvCache {
         Ok((kb.narrow(1, 0, total)?, vb.narrow(1, 0, total)?))
     }
 
+    /// Layer `layer`'s first `total` positions as f32 on the host, for the CPU attention:
+    /// K transposed to `[kv_heads, head_dim, total]`, V as `[kv_heads, total, head_dim]`.
+    /// One pass over the cache memory (candle's dtype conversion of the strided view plus a
+    /// transpose copy cost several, every layer of every decode step).
+    pub(crate) fn host_f32(
+        &self,
+        layer: usize,
+        total: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        let (kv, cap, hd) = self.k[layer].dims3()?;
+        let (k_storage, k_layout) = self.k[layer].storage_and_layout();
+        let (v_storage, v_layout) = self.v[layer].storage_and_layout();
+        if k_layout.start_offset() != 0 || v_layout.start_offset() != 0 {
+            return Err(ModelError::Candle("KV cache tensor is a view".into()));
+        }
+        let k = host_values(&k_storage)?;
+        let v = host_values(&v_storage)?;
+        let mut k_t = vec![0f32; kv * hd * total];
+        let mut v_out = vec![0f32; kv * total * hd];
+        for h in 0..kv {
+            for j in 0..total {
+                let src = (h * cap + j) * hd;
+                let dst = &mut v_out[(h * total + j) * hd..(h * total + j + 1) * hd];
+                v.read(src, dst);
+                let kt = &mut k_t[h * hd * total..(h + 1) * hd * total];
+                k.read_strided(src, hd, kt, j, total);
+            }
+        }
+        Ok((k_t, v_out))
+    }
+
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+}
+
+/// A cache tensor's values on the host, in its stored dtype.
+enum HostValues<'a> {
+    F16(&'a [half::f16]),
+    F32(&'a [f32]),
+}
+
+impl HostValues<'_> {
+    fn read(&self, src: usize, dst: &mut [f32]) {
+        match self {
+            HostValues::F16(v) => {
+                let n = dst.len();
+                for (d, x) in dst.iter_mut().zip(&v[src..src + n]) {
+                    *d = x.to_f32();
+                }
+            }
+            HostValues::F32(v) => {
+                let n = dst.len();
+                dst.copy_from_slice(&v[src..src + n]);
+            }
+        }
+    }
+
+    /// Values `src..src + n` into `dst[d * stride + col]` for `d < n`.
+    fn read_strided(&self, src: usize, n: usize, dst: &mut [f32], col: usize, stride: usize) {
+        for d in 0..n {
+            dst[d * stride + col] = match self {
+                HostValues::F16(v) => v[src + d].to_f32(),
+                HostValues::F32(v) => v[src + d],
+            };
+        }
+    }
+}
+
+fn host_values(storage: &candle_core::Storage) -> Result<HostValues<'_>, ModelError> {
+    match storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F16(v)) => Ok(HostValues::F16(v)),
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => Ok(HostValues::F32(v)),
+        _ => Err(ModelError::Candle(
+            "KV cache must be f16 or f32 on the CPU".into(),
+        )),
     }
 }
 

@@ -410,10 +410,11 @@ impl Attention {
                 n_kv_head: nkv,
                 head_dim: hd,
             };
+            let (k_t, v_host) = cache.host_f32(layer, total)?;
             let out = ggml_ops::attend(
                 &round_f16(&q)?.flatten_all()?.to_vec1()?,
-                &k_all.to_dtype(DType::F32)?.t()?.flatten_all()?.to_vec1()?,
-                &v_all.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+                &k_t,
+                &v_host,
                 &shape,
                 candle_core::utils::get_num_threads(),
             );
