@@ -284,7 +284,7 @@ pub(crate) mod avx2 {
                 let ax = _mm256_sign_epi8(qx, qx);
                 let dw = f16_at($p);
                 for j in 0..4 {
-                    let y = &a[j][i];
+                    let y = a[j].get_unchecked(i); // i < n <= every a[j].len()
                     let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                     let q = _mm256_cvtepi32_ps(dot_us8(ax, _mm256_sign_epi8(qy, qx)));
                     acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), q, acc[j]);
@@ -333,7 +333,7 @@ pub(crate) mod avx2 {
             let (dw, mw) = (f16_at(p), f16_at(p.add(2)));
             let qx = nibbles_32(p.add(4));
             for j in 0..4 {
-                let y = &a[j][i];
+                let y = a[j].get_unchecked(i); // i < n <= every a[j].len()
                 mins[j] = mw.mul_add(y.s, mins[j]);
                 let q = dot_us8(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
                 acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(q), acc[j]);
@@ -365,7 +365,7 @@ pub(crate) mod avx2 {
                 q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low);
             }
             for t in 0..4 {
-                let y = &a[t][i];
+                let y = a[t].get_unchecked(i); // i < n <= every a[t].len()
                 let mut sumi = _mm256_setzero_si256();
                 for (j, qj) in q.iter().enumerate() {
                     let x = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j) as *const __m256i);
@@ -422,7 +422,7 @@ pub(crate) mod avx2 {
                 }
             }
             for t in 0..4 {
-                let y = &a[t][i];
+                let y = a[t].get_unchecked(i); // i < n <= every a[t].len()
                 let mut sumi = _mm256_setzero_si256();
                 for j in 0..8 {
                     let x = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j) as *const __m256i);
