@@ -32,6 +32,9 @@ struct Shared {
     active: AtomicUsize,
     next_chunk: AtomicUsize,
     chunks_done: AtomicUsize,
+    /// A chunk panicked (a kernel bug): reported by the caller once every chunk is done,
+    /// instead of a worker dying with chunks the caller would wait for forever.
+    panicked: AtomicBool,
     job: Mutex<Option<Job>>,
     workers: OnceLock<Vec<Thread>>,
 }
@@ -57,6 +60,7 @@ impl Pool {
             active: AtomicUsize::new(0),
             next_chunk: AtomicUsize::new(0),
             chunks_done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
             job: Mutex::new(None),
             workers: OnceLock::new(),
         }));
@@ -108,26 +112,32 @@ impl Pool {
                 w.unpark();
             }
         }
-        let done_here = work(s, f, len, chunk);
-        s.chunks_done.fetch_add(done_here, SeqCst);
+        work(s, f, len, chunk);
         // Only chunks a worker has claimed can be outstanding.
         wait_until(|| s.chunks_done.load(SeqCst) >= chunks);
         s.open.store(false, SeqCst);
         wait_until(|| s.active.load(SeqCst) == 0);
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if s.panicked.swap(false, SeqCst) {
+            panic!("a CPU kernel panicked on a pool thread");
+        }
     }
 }
 
-/// Claims and runs chunks until none is left; returns how many it ran.
-fn work(s: &Shared, f: &(dyn Fn(Range<usize>) + Sync), len: usize, chunk: usize) -> usize {
-    let mut n = 0;
+/// Claims and runs chunks until none is left, counting each one done even if it panics
+/// (so nobody waits for it forever; the caller reports the panic).
+fn work(s: &Shared, f: &(dyn Fn(Range<usize>) + Sync), len: usize, chunk: usize) {
     loop {
         let start = s.next_chunk.fetch_add(1, SeqCst) * chunk;
         if start >= len {
-            return n;
+            return;
         }
-        f(start..len.min(start + chunk));
-        n += 1;
+        let range = start..len.min(start + chunk);
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(range))).is_ok();
+        if !ok {
+            s.panicked.store(true, SeqCst);
+        }
+        s.chunks_done.fetch_add(1, SeqCst);
     }
 }
 
@@ -167,8 +177,7 @@ fn worker(s: &'static Shared) {
                 // SAFETY: `open` was set after this job was stored and is cleared before the
                 // caller returns, which waits for `active` to drop to 0 first.
                 let f = unsafe { &*job.f };
-                let n = work(s, f, job.len, job.chunk);
-                s.chunks_done.fetch_add(n, SeqCst);
+                work(s, f, job.len, job.chunk);
             }
         }
         s.active.fetch_sub(1, SeqCst);
@@ -201,5 +210,20 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "len {len}");
             }
         }
+    }
+
+    #[test]
+    fn a_panicking_chunk_is_reported_not_hung() {
+        let pool = Pool::new(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(64, &|r: Range<usize>| assert!(!r.contains(&40), "boom"));
+        }));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let hits = AtomicU64::new(0);
+        pool.run(10, &|r: Range<usize>| {
+            hits.fetch_add(r.len() as u64, SeqCst);
+        });
+        assert_eq!(hits.load(SeqCst), 10);
     }
 }
