@@ -93,14 +93,18 @@ impl KvCache {
     }
 
     /// Layer `layer`'s first `total` positions as f32 on the host, for the CPU attention:
-    /// K transposed to `[kv_heads, head_dim, total]`, V as `[kv_heads, total, head_dim]`.
-    /// One pass over the cache memory (candle's dtype conversion of the strided view plus a
-    /// transpose copy cost several, every layer of every decode step).
+    /// K transposed to `[kv_heads, head_dim, total]` into `k_t`, V as
+    /// `[kv_heads, total, head_dim]` into `v_out` (both resized; the caller reuses them so a
+    /// decode step allocates nothing here). One pass over the cache memory (candle's dtype
+    /// conversion of the strided view plus a transpose copy cost several, every layer of
+    /// every decode step).
     pub(crate) fn host_f32(
         &self,
         layer: usize,
         total: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        k_t: &mut Vec<f32>,
+        v_out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         let (kv, cap, hd) = self.k[layer].dims3()?;
         let (k_storage, k_layout) = self.k[layer].storage_and_layout();
         let (v_storage, v_layout) = self.v[layer].storage_and_layout();
@@ -109,8 +113,8 @@ impl KvCache {
         }
         let k = host_values(&k_storage)?;
         let v = host_values(&v_storage)?;
-        let mut k_t = vec![0f32; kv * hd * total];
-        let mut v_out = vec![0f32; kv * total * hd];
+        k_t.resize(kv * hd * total, 0.0);
+        v_out.resize(kv * total * hd, 0.0);
         for h in 0..kv {
             for j in 0..total {
                 let src = (h * cap + j) * hd;
@@ -120,7 +124,7 @@ impl KvCache {
                 k.read_strided(src, hd, kt, j, total);
             }
         }
-        Ok((k_t, v_out))
+        Ok(())
     }
 
     pub(crate) fn advance(&mut self, n: usize) {

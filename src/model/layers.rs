@@ -410,14 +410,17 @@ impl Attention {
                 n_kv_head: nkv,
                 head_dim: hd,
             };
-            let (k_t, v_host) = cache.host_f32(layer, total)?;
-            let out = ggml_ops::attend(
-                &round_f16(&q)?.flatten_all()?.to_vec1()?,
-                &k_t,
-                &v_host,
-                &shape,
-                candle_core::utils::get_num_threads(),
-            );
+            let out = KV_HOST.with(|buf| -> Result<Vec<f32>, ModelError> {
+                let (k_t, v_host) = &mut *buf.borrow_mut();
+                cache.host_f32(layer, total, k_t, v_host)?;
+                Ok(ggml_ops::attend(
+                    &round_f16(&q)?.flatten_all()?.to_vec1()?,
+                    k_t,
+                    v_host,
+                    &shape,
+                    candle_core::utils::get_num_threads(),
+                ))
+            })?;
             let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
             record(|| format!("kqv_out-{layer}"), &out);
             return Ok(out);
@@ -445,6 +448,13 @@ impl Attention {
         record(|| format!("kqv_out-{layer}"), &out);
         Ok(out)
     }
+}
+
+thread_local! {
+    /// The CPU attention's host copies of one layer's K and V, reused across layers and
+    /// steps (the inference worker is one thread).
+    static KV_HOST: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn round_f16(x: &Tensor) -> Result<Tensor, ModelError> {

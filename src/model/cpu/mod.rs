@@ -221,13 +221,12 @@ impl CpuQMatMul {
                 run_many(&jobs, &acts, t);
             });
         }
-        let mut shape = lead.to_vec();
-        shape.push(0);
         mats.iter()
             .zip(outs)
             .map(|(m, out)| {
-                *shape.last_mut().unwrap_or(&mut 0) = m.n;
-                Tensor::from_vec(out, shape.clone(), &Device::Cpu)
+                let mut shape = lead.to_vec();
+                shape.push(m.n);
+                Tensor::from_vec(out, shape, &Device::Cpu)
             })
             .collect()
     }
