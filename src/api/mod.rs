@@ -32,6 +32,9 @@ pub struct FunctionDef {
     pub parameters: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Fields not listed above: refused by validation.
+    #[serde(flatten, skip_serializing)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -39,11 +42,16 @@ pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
+    /// Fields not listed above: refused by validation.
+    #[serde(flatten, skip_serializing)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct NamedFunction {
     pub name: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +59,8 @@ pub struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: NamedFunction,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `tool_choice`: `"none"`, `"auto"`, `"required"` or `{"type":"function","function":{"name"}}`.

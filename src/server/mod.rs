@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod json_constraint;
 pub mod metrics;
 pub mod mismatch;
+pub mod respond;
 pub mod router;
 pub mod sse;
 pub mod state;
