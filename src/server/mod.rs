@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
+pub mod listen;
 pub mod metrics;
 pub mod mismatch;
 pub mod respond;
