@@ -163,7 +163,13 @@ impl Decoder {
         }
         cache.check_room(tokens.len())?;
         self.check_ids(tokens)?;
-        let mask = causal_mask(tokens.len(), cache.len(), &self.device)?;
+        // Only the non-CPU attention reads a mask; the CPU one is causal by construction
+        // (a t x t f32 mask is 64 MB at 4k tokens).
+        let mask = if self.device.is_cpu() {
+            None
+        } else {
+            causal_mask(tokens.len(), cache.len(), &self.device)?
+        };
         let mut x = self.embed.forward(tokens)?;
         record(|| "embd".to_owned(), &x);
         for (i, b) in self.blocks.iter().enumerate() {

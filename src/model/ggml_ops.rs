@@ -80,7 +80,7 @@ pub(crate) fn swiglu(g: &[f32], u: &[f32], out: &mut [f32]) {
 
 /// `_mm512_reduce_add_ps` as GCC expands it: halves, then quarters, then pairs.
 #[inline]
-fn reduce16(v: &[f32; 16]) -> f32 {
+pub(crate) fn reduce16(v: &[f32; 16]) -> f32 {
     let mut t8 = [0f32; 8];
     for i in 0..8 {
         t8[i] = v[i + 8] + v[i];

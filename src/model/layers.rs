@@ -413,7 +413,7 @@ impl Attention {
             let out = KV_HOST.with(|buf| -> Result<Vec<f32>, ModelError> {
                 let (k_t, v_host) = &mut *buf.borrow_mut();
                 cache.host_f32(layer, total, k_t, v_host)?;
-                Ok(ggml_ops::attend(
+                Ok(super::cpu::attention::attend(
                     &round_f16(&q)?.flatten_all()?.to_vec1()?,
                     k_t,
                     v_host,

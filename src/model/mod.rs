@@ -15,6 +15,12 @@ mod qwen2;
 mod requant;
 pub mod trace;
 
+/// wick's CPU kernels as the Criterion benches in benches/ call them; not a stable API.
+#[doc(hidden)]
+pub mod kernels {
+    pub use super::cpu::bench::*;
+}
+
 use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};
 use thiserror::Error;

@@ -299,6 +299,88 @@ pub(crate) mod avx2 {
         }};
     }
 
+    /// Eight activation rows (`a[j * stride..]`, j < 8) against one weight row: each block
+    /// is loaded and unpacked once per eight tokens (prefill). Same per-block arithmetic as
+    /// the one-row kernels (`dw * dy` is the same f32 product, done in a vector).
+    macro_rules! blocks_q8_x8 {
+        ($w:expr, $a:expr, $stride:expr, $bytes:expr, |$p:ident| $load:expr) => {{
+            let (a, stride): (&[BlockQ8_0], usize) = ($a, $stride);
+            let n = ($w.len() / $bytes).min(stride);
+            assert!(a.len() >= 7 * stride + n, "eight activation rows");
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let (wp, ap) = ($w.as_ptr(), a.as_ptr());
+            for i in 0..n {
+                let $p = wp.add(i * $bytes);
+                let qx = $load;
+                let ax = _mm256_sign_epi8(qx, qx);
+                let dw = _mm256_set1_ps(f16_at($p));
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let y = &*ap.add(j * stride + i); // checked by the assert above
+                    let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                    let q = _mm256_cvtepi32_ps(dot_us8(ax, _mm256_sign_epi8(qy, qx)));
+                    let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&y.d));
+                    *acc = _mm256_fmadd_ps(d, q, *acc);
+                }
+            }
+            let mut out = [0f32; 8];
+            for (o, acc) in out.iter_mut().zip(acc) {
+                *o = hsum_f32(acc);
+            }
+            out
+        }};
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q8_0_x8(w: &[u8], a: &[BlockQ8_0], stride: usize) -> [f32; 8] {
+        blocks_q8_x8!(w, a, stride, Q8_0_BYTES, |p| _mm256_loadu_si256(
+            p.add(2) as *const __m256i
+        ))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q4_0_x8(w: &[u8], a: &[BlockQ8_0], stride: usize) -> [f32; 8] {
+        blocks_q8_x8!(w, a, stride, Q4_0_BYTES, |p| _mm256_sub_epi8(
+            nibbles_32(p.add(2)),
+            _mm256_set1_epi8(8)
+        ))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q5_0_x8(w: &[u8], a: &[BlockQ8_0], stride: usize) -> [f32; 8] {
+        blocks_q8_x8!(w, a, stride, Q5_0_BYTES, |p| _mm256_or_si256(
+            nibbles_32(p.add(6)),
+            _mm256_andnot_si256(bits_32(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8))
+        ))
+    }
+
+    /// Q4_1 against eight activation rows, as `q4_1_x4`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q4_1_x8(w: &[u8], a: &[BlockQ8_1], stride: usize) -> [f32; 8] {
+        let n = (w.len() / Q4_1_BYTES).min(stride);
+        assert!(a.len() >= 7 * stride + n, "eight activation rows");
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut mins = [0f32; 8];
+        for i in 0..n {
+            let p = wp.add(i * Q4_1_BYTES);
+            let (dw, mw) = (f16_at(p), f16_at(p.add(2)));
+            let vdw = _mm256_set1_ps(dw);
+            let qx = nibbles_32(p.add(4));
+            for j in 0..8 {
+                let y = &*ap.add(j * stride + i); // checked by the assert above
+                mins[j] = mw.mul_add(y.s, mins[j]);
+                let q = dot_us8(qx, _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+                let d = _mm256_mul_ps(vdw, _mm256_broadcast_ss(&y.d));
+                acc[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc[j]);
+            }
+        }
+        let mut out = [0f32; 8];
+        for j in 0..8 {
+            out[j] = hsum_f32(acc[j]) + mins[j];
+        }
+        out
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q8_0_x4(w: &[u8], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         blocks_q8_x4!(w, a, Q8_0_BYTES, |p| _mm256_loadu_si256(
@@ -438,6 +520,129 @@ pub(crate) mod avx2 {
             hsum_f32(acc[2]),
             hsum_f32(acc[3]),
         ]
+    }
+
+    /// Eight vectors of i32 lanes → one vector of their eight lane totals (`v[t]`'s total
+    /// in lane `t`). Integer sums: exact in any order.
+    #[inline(always)]
+    unsafe fn hsum8_i32(v: [__m256i; 8]) -> __m256i {
+        let h01 = _mm256_hadd_epi32(v[0], v[1]);
+        let h23 = _mm256_hadd_epi32(v[2], v[3]);
+        let h45 = _mm256_hadd_epi32(v[4], v[5]);
+        let h67 = _mm256_hadd_epi32(v[6], v[7]);
+        // Per 128-bit half: [t0, t1, t2, t3] partial totals.
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(h0123, h4567),
+            _mm256_permute2x128_si256::<0x31>(h0123, h4567),
+        )
+    }
+
+    /// Q4_K against eight activation rows (`a[j * stride..]`): each super-block unpacked
+    /// once. Per token the block's integer sums are those of `q4_k` (exact; the scales are
+    /// applied in i16 `madd`s instead of i32 multiplies), the eight tokens' sums are reduced
+    /// together, and each token's two f32 FMAs are `q4k_accumulate`'s, one per lane.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q4_k_x8(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f32; 8] {
+        let n = (w.len() / Q4_K_BYTES).min(stride);
+        assert!(a.len() >= 7 * stride + n, "eight activation rows");
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let low = _mm256_set1_epi8(0x0F);
+        let (mut acc, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in 0..n {
+            let p = wp.add(i * Q4_K_BYTES);
+            let (sc, mn) = super::q4k_scales_mins(std::slice::from_raw_parts(p.add(4), 12));
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let q4 = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
+                q[2 * j] = _mm256_and_si256(q4, low);
+                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low);
+            }
+            let s16: [__m256i; 8] = std::array::from_fn(|j| _mm256_set1_epi16(sc[j] as i16));
+            // Each minimum twice: it multiplies the two 16-value sums of its sub-block.
+            let m16: [i16; 16] = std::array::from_fn(|l| mn[l / 2] as i16);
+            let m16 = _mm256_loadu_si256(m16.as_ptr() as *const __m256i);
+            let mut sums = [_mm256_setzero_si256(); 8];
+            let mut msums = [_mm256_setzero_si256(); 8];
+            let mut yd = [0f32; 8];
+            for t in 0..8 {
+                let y = &*ap.add(t * stride + i); // checked by the assert above
+                let mut s = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let x = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j) as *const __m256i);
+                    let prod = _mm256_maddubs_epi16(q[j], x);
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, s16[j]));
+                }
+                sums[t] = s;
+                let bsums = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                msums[t] = _mm256_madd_epi16(bsums, m16);
+                yd[t] = y.d;
+            }
+            let yd = _mm256_loadu_ps(yd.as_ptr());
+            let sumi = _mm256_cvtepi32_ps(hsum8_i32(sums));
+            let summ = _mm256_cvtepi32_ps(hsum8_i32(msums));
+            acc = _mm256_fmadd_ps(sumi, _mm256_mul_ps(_mm256_set1_ps(f16_at(p)), yd), acc);
+            let dmin = _mm256_mul_ps(_mm256_set1_ps(f16_at(p.add(2))), yd);
+            mins = _mm256_fmadd_ps(summ, dmin, mins);
+        }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, mins));
+        out
+    }
+
+    /// Q6_K against eight activation rows, as `q6_k_x4`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn q6_k_x8(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f32; 8] {
+        let n = (w.len() / Q6_K_BYTES).min(stride);
+        assert!(a.len() >= 7 * stride + n, "eight activation rows");
+        let (wp, ap) = (w.as_ptr(), a.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let low = _mm256_set1_epi8(0x0F);
+        let three = _mm256_set1_epi8(3);
+        for i in 0..n {
+            let p = wp.add(i * Q6_K_BYTES);
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut scales = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let ql0 = _mm256_loadu_si256(p.add(h * 64) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(p.add(h * 64 + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + h * 32) as *const __m256i);
+                macro_rules! hi {
+                    ($s:literal) => {
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, $s), three), 4)
+                    };
+                }
+                q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, low), hi!(0));
+                q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, low), hi!(2));
+                q[4 * h + 2] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), hi!(4));
+                q[4 * h + 3] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), hi!(6));
+                for k in 0..4 {
+                    let sc = p.add(192 + h * 8 + 2 * k) as *const i8;
+                    scales[4 * h + k] = _mm256_set_m128i(
+                        _mm_set1_epi16(*sc.add(1) as i16),
+                        _mm_set1_epi16(*sc as i16),
+                    );
+                }
+            }
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let y = &*ap.add(t * stride + i); // checked by the assert above
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let x = _mm256_loadu_si256(y.qs.as_ptr().add(32 * j) as *const __m256i);
+                    let prod = _mm256_maddubs_epi16(q[j], x);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scales[j]));
+                }
+                *acc = q6k_accumulate(*acc, sumi, p, y);
+            }
+        }
+        let mut out = [0f32; 8];
+        for (o, acc) in out.iter_mut().zip(acc) {
+            *o = hsum_f32(acc);
+        }
+        out
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -735,6 +940,72 @@ mod tests {
             };
             for (f, o) in four.iter().zip(&one) {
                 assert!(close(*f, *o), "{dt:?}: four-row {f} vs one-row {o}");
+            }
+        }
+    }
+
+    /// The eight-row kernels equal eight one-row calls bit for bit (a row's result must
+    /// not depend on how many tokens are batched with it).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn eight_row_kernels_equal_one_row_kernels_exactly() {
+        if !avx2::available() {
+            return;
+        }
+        let k = 512;
+        let x: Vec<f32> = (0..8).flat_map(|r| values(k, 200 + r)).collect();
+        let mut q8_0 = vec![BlockQ8_0::default(); 8 * k / 32];
+        quantize_q8_0(&x, &mut q8_0);
+        let mut q8_1 = vec![BlockQ8_1::default(); 8 * k / 32];
+        quantize_q8_1(&x, &mut q8_1);
+        let mut q8k = vec![BlockQ8K::default(); 8 * k / 256];
+        quantize_q8_k(&x, &mut q8k);
+        let pr = k / 32;
+        let prk = k / 256;
+        for dt in [
+            GgmlDType::Q8_0,
+            GgmlDType::Q4_0,
+            GgmlDType::Q5_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
+            let (w, _) = weight(dt, k, 19);
+            let (eight, one): ([f32; 8], Vec<f32>) = unsafe {
+                let rows0 = || q8_0.chunks(pr);
+                match dt {
+                    GgmlDType::Q8_0 => (
+                        avx2::q8_0_x8(&w, &q8_0, pr),
+                        rows0().map(|a| avx2::q8_0(&w, a)).collect(),
+                    ),
+                    GgmlDType::Q4_0 => (
+                        avx2::q4_0_x8(&w, &q8_0, pr),
+                        rows0().map(|a| avx2::q4_0(&w, a)).collect(),
+                    ),
+                    GgmlDType::Q5_0 => (
+                        avx2::q5_0_x8(&w, &q8_0, pr),
+                        rows0().map(|a| avx2::q5_0(&w, a)).collect(),
+                    ),
+                    GgmlDType::Q4_1 => (
+                        avx2::q4_1_x8(&w, &q8_1, pr),
+                        q8_1.chunks(pr).map(|a| avx2::q4_1(&w, a)).collect(),
+                    ),
+                    GgmlDType::Q4K => (
+                        avx2::q4_k_x8(&w, &q8k, prk),
+                        q8k.chunks(prk).map(|a| avx2::q4_k(&w, a)).collect(),
+                    ),
+                    _ => (
+                        avx2::q6_k_x8(&w, &q8k, prk),
+                        q8k.chunks(prk).map(|a| avx2::q6_k(&w, a)).collect(),
+                    ),
+                }
+            };
+            for (e, o) in eight.iter().zip(&one) {
+                assert_eq!(
+                    e.to_bits(),
+                    o.to_bits(),
+                    "{dt:?}: eight-row {e} vs one-row {o}"
+                );
             }
         }
     }

@@ -10,6 +10,8 @@
 //! path. Must not depend on anything outside candle's CPU storage and std::arch.
 
 mod act;
+pub(crate) mod attention;
+pub mod bench;
 mod dot;
 mod pool;
 
@@ -21,12 +23,16 @@ use std::sync::Arc;
 
 type Dot<A> = unsafe fn(&[u8], &[A]) -> f32;
 type Dot4<A> = unsafe fn(&[u8], [&[A]; 4]) -> [f32; 4];
+/// Eight activation rows `a[j * stride..]`, `j < 8`.
+type Dot8<A> = unsafe fn(&[u8], &[A], usize) -> [f32; 8];
 
-/// A one-row kernel and, where written, a four-row one (prefill).
+/// A one-row kernel and, where written, four- and eight-row ones (prefill). All give a
+/// row the same result bit for bit, so batching never changes the numbers.
 #[derive(Clone, Copy)]
 struct Kernels<A> {
     one: Dot<A>,
     four: Option<Dot4<A>>,
+    eight: Option<Dot8<A>>,
 }
 
 /// The kernels for one weight format, by the activation type they dot with.
@@ -42,31 +48,39 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         if dot::avx2::available() {
             use dot::avx2;
-            let k = |one, four| Kernels {
+            let k = |one, four, eight| Kernels {
                 one,
                 four: Some(four),
+                eight: Some(eight),
             };
             return Some(match dtype {
-                GgmlDType::Q8_0 => Kernel::Q8_0(k(avx2::q8_0, avx2::q8_0_x4)),
-                GgmlDType::Q4_0 => Kernel::Q8_0(k(avx2::q4_0, avx2::q4_0_x4)),
-                GgmlDType::Q5_0 => Kernel::Q8_0(k(avx2::q5_0, avx2::q5_0_x4)),
+                GgmlDType::Q8_0 => Kernel::Q8_0(k(avx2::q8_0, avx2::q8_0_x4, avx2::q8_0_x8)),
+                GgmlDType::Q4_0 => Kernel::Q8_0(k(avx2::q4_0, avx2::q4_0_x4, avx2::q4_0_x8)),
+                GgmlDType::Q5_0 => Kernel::Q8_0(k(avx2::q5_0, avx2::q5_0_x4, avx2::q5_0_x8)),
                 GgmlDType::Q4_1 => Kernel::Q8_1(Kernels {
                     one: avx2::q4_1,
                     four: Some(avx2::q4_1_x4),
+                    eight: Some(avx2::q4_1_x8),
                 }),
                 GgmlDType::Q4K => Kernel::Q8K(Kernels {
                     one: avx2::q4_k,
                     four: Some(avx2::q4_k_x4),
+                    eight: Some(avx2::q4_k_x8),
                 }),
                 GgmlDType::Q6K => Kernel::Q8K(Kernels {
                     one: avx2::q6_k,
                     four: Some(avx2::q6_k_x4),
+                    eight: Some(avx2::q6_k_x8),
                 }),
                 _ => return None,
             });
         }
         fn one<A>(one: Dot<A>) -> Kernels<A> {
-            Kernels { one, four: None }
+            Kernels {
+                one,
+                four: None,
+                eight: None,
+            }
         }
         Some(match dtype {
             GgmlDType::Q8_0 => Kernel::Q8_0(one(dot::q8_0_scalar)),
@@ -253,32 +267,52 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
     pool::pool().run(total, &body);
 }
 
-/// Rows `range` of one job against all `t` activation rows, four tokens at a time where a
-/// four-row kernel exists.
+/// Bytes of activations one pass over a thread's weight rows works on: they stay in L2
+/// while every weight row of the range is dotted with them (reading all `t` rows per weight
+/// row streamed them from L3 or memory once per row).
+const ACT_CHUNK_BYTES: usize = 192 * 1024;
+
+/// Rows `range` of one job against all `t` activation rows: the tokens in chunks that fit
+/// in L2, each chunk eight (then four) tokens at a time where such kernels exist.
 fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, t: usize) {
     let row_bytes = job.w.len() / job.n;
     let pr = job.per_row;
     let act = |i: usize| &acts[i * pr..(i + 1) * pr];
-    for r in range {
-        let w = &job.w[r * row_bytes..(r + 1) * row_bytes];
-        let mut i = 0;
-        // SAFETY (all kernel calls): the kernels were chosen for this weight type on a CPU
-        // that supports them, `w` and each activation row hold `pr` blocks. SAFETY (writes):
-        // row `r` belongs to this thread only, and `i * n + r < t * n`.
-        if let Some(four) = k.four {
-            while i + 4 <= t {
-                let v = unsafe { four(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]) };
-                for (j, v) in v.into_iter().enumerate() {
-                    unsafe { *job.out.0.add((i + j) * job.n + r) = v };
+    let chunk = (ACT_CHUNK_BYTES / (pr * std::mem::size_of::<A>()).max(1)).max(8) / 8 * 8;
+    let mut t0 = 0;
+    while t0 < t {
+        let t1 = (t0 + chunk).min(t);
+        for r in range.clone() {
+            let w = &job.w[r * row_bytes..(r + 1) * row_bytes];
+            let mut i = t0;
+            // SAFETY (all kernel calls): the kernels were chosen for this weight type on a
+            // CPU that supports them, `w` and each activation row hold `pr` blocks. SAFETY
+            // (writes): row `r` belongs to this thread only, and `i * n + r < t * n`.
+            let put = |i: usize, v: f32| unsafe { *job.out.0.add(i * job.n + r) = v };
+            if let Some(eight) = k.eight {
+                while i + 8 <= t1 {
+                    let v = unsafe { eight(w, &acts[i * pr..(i + 8) * pr], pr) };
+                    for (j, v) in v.into_iter().enumerate() {
+                        put(i + j, v);
+                    }
+                    i += 8;
                 }
-                i += 4;
+            }
+            if let Some(four) = k.four {
+                while i + 4 <= t1 {
+                    let v = unsafe { four(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]) };
+                    for (j, v) in v.into_iter().enumerate() {
+                        put(i + j, v);
+                    }
+                    i += 4;
+                }
+            }
+            while i < t1 {
+                put(i, unsafe { (k.one)(w, act(i)) });
+                i += 1;
             }
         }
-        while i < t {
-            let v = unsafe { (k.one)(w, act(i)) };
-            unsafe { *job.out.0.add(i * job.n + r) = v };
-            i += 1;
-        }
+        t0 = t1;
     }
 }
 

@@ -1,0 +1,414 @@
+//! Prefill attention on the CPU: the numbers of `ggml_ops::attend` (llama.cpp's non-flash
+//! attention with tinyBLAS's 16-lane f16 dot products, ggml's softmax and exp), bit for
+//! bit, computed in tiles with AVX2 and split over the kernel pool by (query head, block
+//! of queries). The reference walks one query at a time through buffers of 16 × keys
+//! floats and one `expf` call per score; here each key tile's 16 lane sums stay in
+//! registers, eight keys at a time, and softmax runs eight scores at a time. Memory is
+//! linear in the prompt: one score row per query in flight, per thread.
+//! Input and output as `ggml_ops::attend`. Decode (one query), head sizes that are not a
+//! multiple of 16 and CPUs without AVX2/FMA/F16C stay on `ggml_ops::attend`.
+
+use super::pool;
+use crate::model::ggml_ops::{self, AttnShape};
+use std::cell::RefCell;
+
+/// Queries of one head per work item: enough to amortize a thread's K/V reads, few enough
+/// that the causal triangle still splits evenly over the threads.
+const QUERY_BLOCK: usize = 16;
+
+/// `ggml_ops::attend`'s result, faster where this CPU has the instructions for it.
+pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if s.t > 1 && s.head_dim % 16 == 0 && s.head_dim > 0 && super::dot::avx2::available() {
+        return tiled(q, k_t, v, s);
+    }
+    ggml_ops::attend(q, k_t, v, s, threads)
+}
+
+/// An output buffer written by several threads at disjoint rows.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every work item writes only its own (query, head) rows of the output, which
+// outlives the parallel section.
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+
+thread_local! {
+    /// Per-thread score rows (two queries), reused across calls.
+    static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
+    let hd = s.head_dim;
+    let mut out = vec![0f32; s.t * s.n_head * hd];
+    let blocks = s.t.div_ceil(QUERY_BLOCK);
+    let dst = SharedOut(out.as_mut_ptr());
+    let body = |items: std::ops::Range<usize>| {
+        ROWS.with(|rows| {
+            let rows = &mut *rows.borrow_mut();
+            if rows.len() < 2 * s.total {
+                rows.resize(2 * s.total, 0.0);
+            }
+            for item in items {
+                let (h, b) = (item / blocks, item % blocks);
+                let queries = b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(s.t);
+                // SAFETY: AVX2/FMA/F16C were checked in `attend`; the slices have the
+                // shapes `s` describes (checked by the caller's construction), and this
+                // item owns output rows (queries, h).
+                unsafe { avx2::head_block(h, queries, q, k_t, v, s, rows, dst) };
+            }
+        })
+    };
+    pool::pool().run(s.n_head * blocks, &body);
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{AttnShape, SharedOut};
+    use crate::model::ggml_ops;
+    use std::arch::x86_64::*;
+
+    /// Queries `queries` of head `h`: scores two queries at a time, softmax, f16-rounded
+    /// probabilities, weighted sum of V, written to the output rows.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn head_block(
+        h: usize,
+        queries: std::ops::Range<usize>,
+        q: &[f32],
+        k_t: &[f32],
+        v: &[f32],
+        s: &AttnShape,
+        rows: &mut [f32],
+        out: SharedOut,
+    ) {
+        let (hd, total) = (s.head_dim, s.total);
+        let kvh = h / (s.n_head / s.n_kv_head);
+        let keys_t = &k_t[kvh * hd * total..(kvh + 1) * hd * total];
+        let vals = &v[kvh * total * hd..(kvh + 1) * total * hd];
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (row0, row1) = rows.split_at_mut(total);
+        let mut i = queries.start;
+        while i < queries.end {
+            let pair = i + 1 < queries.end;
+            let q0 = &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd];
+            let q1 = if pair {
+                &q[(h * s.t + i + 1) * hd..(h * s.t + i + 2) * hd]
+            } else {
+                q0
+            };
+            let seen0 = s.pos + i + 1;
+            let seen = if pair { seen0 + 1 } else { seen0 };
+            scores_pair(q0, q1, keys_t, total, seen, row0, row1);
+            for (n, row) in [&mut *row0, &mut *row1].into_iter().enumerate() {
+                if n == 1 && !pair {
+                    break;
+                }
+                let row = &mut row[..seen0 + n];
+                softmax_f16(row, scale);
+                let o = out.0.add(((i + n) * s.n_head + h) * hd);
+                weighted_sum(row, vals, hd, std::slice::from_raw_parts_mut(o, hd));
+            }
+            i += if pair { 2 } else { 1 };
+        }
+    }
+
+    /// `row0[j] = q0 . k_j` and `row1[j] = q1 . k_j` for `j < seen`, each summed as tinyBLAS
+    /// does (`ggml_ops::scores`, tiled): lane `l` sums dimensions `l, l+16, ...` in order
+    /// from zero, then the lanes reduce as `_mm512_reduce_add_ps`. Eight keys per vector.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_pair(
+        q0: &[f32],
+        q1: &[f32],
+        keys_t: &[f32],
+        total: usize,
+        seen: usize,
+        row0: &mut [f32],
+        row1: &mut [f32],
+    ) {
+        let hd = q0.len();
+        let kp = keys_t.as_ptr();
+        let (p0, p1) = (q0.as_ptr(), q1.as_ptr());
+        // Lane `l`'s sum for eight keys from column `j`.
+        let lane = |l: usize, j: usize| {
+            let mut a0 = _mm256_setzero_ps();
+            let mut a1 = _mm256_setzero_ps();
+            let mut e = l;
+            while e < hd {
+                let k = _mm256_loadu_ps(kp.add(e * total + j));
+                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*p0.add(e)), k, a0);
+                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*p1.add(e)), k, a1);
+                e += 16;
+            }
+            (a0, a1)
+        };
+        let add = |a: (__m256, __m256), b: (__m256, __m256)| {
+            (_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
+        };
+        // reduce16: t4[i] = (v[i+12] + v[i+4]) + (v[i+8] + v[i]),
+        // result = (t4[0] + t4[2]) + (t4[1] + t4[3]).
+        let t4 = |i: usize, j: usize| {
+            add(
+                add(lane(i + 12, j), lane(i + 4, j)),
+                add(lane(i + 8, j), lane(i, j)),
+            )
+        };
+        let mut j = 0;
+        while j + 8 <= seen {
+            let s02 = add(t4(0, j), t4(2, j));
+            let s13 = add(t4(1, j), t4(3, j));
+            let r = add(s02, s13);
+            _mm256_storeu_ps(row0.as_mut_ptr().add(j), r.0);
+            _mm256_storeu_ps(row1.as_mut_ptr().add(j), r.1);
+            j += 8;
+        }
+        for j in j..seen {
+            row0[j] = score_one(q0, keys_t, total, j);
+            row1[j] = score_one(q1, keys_t, total, j);
+        }
+    }
+
+    /// One key's score in the same order, for the last keys of a row.
+    fn score_one(q: &[f32], keys_t: &[f32], total: usize, j: usize) -> f32 {
+        let mut lanes = [0f32; 16];
+        for (e, &qe) in q.iter().enumerate() {
+            lanes[e % 16] += qe * keys_t[e * total + j];
+        }
+        ggml_ops::reduce16(&lanes)
+    }
+
+    /// `ggml_ops::softmax` then rounding to f16, eight scores at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn softmax_f16(row: &mut [f32], scale: f32) {
+        let n = row.len();
+        let p = row.as_mut_ptr();
+        let vs = _mm256_set1_ps(scale);
+        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut j = 0;
+        while j + 8 <= n {
+            let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(j)), vs);
+            _mm256_storeu_ps(p.add(j), x);
+            vmax = _mm256_max_ps(vmax, x);
+            j += 8;
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
+        let mut max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for x in &mut row[j..] {
+            *x *= scale;
+            max = max.max(*x);
+        }
+        // Blocks of 16: exp, then the block's `reduce16` sum added in f64.
+        let vm = _mm256_set1_ps(max);
+        let mut sum = 0f64;
+        let mut j = 0;
+        while j + 16 <= n {
+            let e0 = expf8(_mm256_sub_ps(_mm256_loadu_ps(p.add(j)), vm));
+            let e1 = expf8(_mm256_sub_ps(_mm256_loadu_ps(p.add(j + 8)), vm));
+            _mm256_storeu_ps(p.add(j), e0);
+            _mm256_storeu_ps(p.add(j + 8), e1);
+            sum += f64::from(reduce16(e0, e1));
+            j += 16;
+        }
+        if j < n {
+            let mut lanes = [0f32; 16];
+            for (l, x) in row[j..].iter_mut().enumerate() {
+                *x = ggml_ops::expf(*x - max);
+                lanes[l] = *x;
+            }
+            sum += f64::from(ggml_ops::reduce16(&lanes));
+        }
+        let inv = _mm256_set1_ps((1.0 / sum) as f32);
+        let mut j = 0;
+        while j + 8 <= n {
+            let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(j)), inv);
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x);
+            _mm256_storeu_ps(p.add(j), _mm256_cvtph_ps(h));
+            j += 8;
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in &mut row[j..] {
+            *x = half::f16::from_f32(*x * inv).to_f32();
+        }
+    }
+
+    /// `ggml_ops::reduce16` of the 16 lanes `lo ++ hi`.
+    #[inline(always)]
+    unsafe fn reduce16(lo: __m256, hi: __m256) -> f32 {
+        let t8 = _mm256_add_ps(hi, lo);
+        let t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
+        // (t4[0] + t4[2]) + (t4[1] + t4[3])
+        let s = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// `ggml_ops::expf` on eight values, bit for bit. Lanes whose `2^n` is not a normal
+    /// f32 (results below ~1e-38 or above 1e38) take the scalar function, which scales in
+    /// f64 as `_mm512_scalef_ps` does.
+    #[inline(always)]
+    pub(super) unsafe fn expf8(x: __m256) -> __m256 {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0)),
+        );
+        // 2^n is a normal f32 for -126 <= n <= 127; then j * 2^n rounds once, like scalef.
+        let in_range = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GE_OQ>(n, _mm256_set1_ps(-126.0)),
+            _mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_set1_ps(127.0)),
+        );
+        if _mm256_movemask_ps(in_range) == 0xFF {
+            let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(n),
+                _mm256_set1_epi32(127),
+            ));
+            return _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+        }
+        let mut v = [0f32; 8];
+        _mm256_storeu_ps(v.as_mut_ptr(), x);
+        for x in &mut v {
+            *x = ggml_ops::expf(*x);
+        }
+        _mm256_loadu_ps(v.as_ptr())
+    }
+
+    /// `out[d] = sum_p probs[p] * v[p][d]` as `ggml_ops::weighted_sum` (tiled) sums it: lane
+    /// `p % 16` per output, from zero in position order, then `reduce16`. Eight outputs per
+    /// vector; the 16 lanes in two passes of eight.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum(probs: &[f32], v: &[f32], hd: usize, out: &mut [f32]) {
+        let seen = probs.len();
+        let (pp, vp) = (probs.as_ptr(), v.as_ptr());
+        let full = seen / 16 * 16;
+        let pass = |dv: usize, half: usize| {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut b = 0;
+            while b < full {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    let p = b + 8 * half + l;
+                    let w = _mm256_broadcast_ss(&*pp.add(p));
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp.add(p * hd + dv)), *a);
+                }
+                b += 16;
+            }
+            for (l, a) in acc.iter_mut().enumerate() {
+                let p = full + 8 * half + l;
+                if p < seen {
+                    let w = _mm256_broadcast_ss(&*pp.add(p));
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp.add(p * hd + dv)), *a);
+                }
+            }
+            acc
+        };
+        let mut dv = 0;
+        while dv < hd {
+            let lo = pass(dv, 0);
+            let hi = pass(dv, 1);
+            // reduce16 across the lanes, elementwise over eight outputs.
+            let t8: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(hi[i], lo[i]));
+            let t4: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t8[i + 4], t8[i]));
+            let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
+            _mm256_storeu_ps(out.as_mut_ptr().add(dv), r);
+            dv += 8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f16-representable pseudo-random values in [-r, r].
+    fn values(n: usize, seed: u32, r: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(3);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let v = ((s % 20001) as f32 / 10000.0 - 1.0) * r;
+                half::f16::from_f32(v).to_f32()
+            })
+            .collect()
+    }
+
+    /// Bit-identical to the reference for prompts with and without cached positions, odd
+    /// lengths (partial key tiles, odd query counts) and grouped heads.
+    #[test]
+    fn tiled_attention_equals_the_ggml_reference_bit_for_bit() {
+        for (t, pos, n_head, n_kv_head, hd, r) in [
+            (37, 0, 4, 2, 64, 2.0),
+            (16, 5, 3, 1, 32, 8.0),
+            (1, 9, 2, 2, 64, 1.0),
+            (50, 21, 2, 1, 128, 30.0),
+        ] {
+            let total = pos + t;
+            let s = AttnShape {
+                t,
+                pos,
+                total,
+                n_head,
+                n_kv_head,
+                head_dim: hd,
+            };
+            let q = values(n_head * t * hd, 1, r);
+            let k_t = values(n_kv_head * hd * total, 2, r);
+            let v = values(n_kv_head * total * hd, 3, 1.0);
+            let want = ggml_ops::attend(&q, &k_t, &v, &s, 1);
+            let got = attend(&q, &k_t, &v, &s, 2);
+            let bad = got
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(bad, 0, "t={t} pos={pos} hd={hd}: {bad} values differ");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_exp_equals_scalar_exp() {
+        if !super::super::dot::avx2::available() {
+            return;
+        }
+        let xs: Vec<f32> = (0..4000).map(|i| -100.0 + i as f32 * 0.0271).collect();
+        let mut row = xs.clone();
+        // softmax_f16 with scale 1 over a row whose max is 0 exercises expf8 directly.
+        row.push(0.0);
+        let mut want = row.clone();
+        ggml_ops::softmax(&mut want, 1.0);
+        for w in &mut want {
+            *w = half::f16::from_f32(*w).to_f32();
+        }
+        // SAFETY (both blocks): AVX2/FMA/F16C checked above.
+        unsafe { avx2::softmax_f16(&mut row, 1.0) };
+        assert!(row
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        let xs: Vec<f32> = (0..20000).map(|i| -110.0 + i as f32 * 0.01013).collect();
+        for x in xs.chunks_exact(8) {
+            let mut got = [0f32; 8];
+            unsafe {
+                use std::arch::x86_64::*;
+                let e = avx2::expf8(_mm256_loadu_ps(x.as_ptr()));
+                _mm256_storeu_ps(got.as_mut_ptr(), e);
+            }
+            for (g, &x) in got.iter().zip(x) {
+                assert_eq!(g.to_bits(), ggml_ops::expf(x).to_bits(), "exp({x})");
+            }
+        }
+    }
+}
