@@ -10,7 +10,7 @@
 // Kernels index the block layout (quants, high bits, scales) by position, as dot.rs does.
 #![allow(clippy::needless_range_loop)]
 
-use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0};
+use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
 use super::dot::{Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
 use super::{Kernel, Kernels};
 use candle_core::quantized::GgmlDType;
@@ -254,7 +254,7 @@ mod widen {
 
 #[cfg(test)]
 mod tests {
-    use super::super::act::{quantize_q8_0, quantize_q8_1, quantize_q8_k, QK_K};
+    use super::super::act::{quantize_q8_0, quantize_q8_1, quantize_q8_k, QK8_0, QK_K};
     use super::super::dot;
     use super::*;
     use candle_core::quantized::QTensor;
