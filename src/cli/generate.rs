@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
             .is_some_and(|bos| !bos.is_empty() && prompt_text.starts_with(bos));
     let prompt_ids = tokenizer.encode(&prompt_text, !bos_in_text, true)?;
     let device = crate::model::device_from_str(&args.runtime.device)?;
-    let model = crate::model::load(&mut gguf, &device)?;
+    let model = crate::model::load_with(&mut gguf, &device, &args.runtime.load_options())?;
     drop(gguf);
     let train_ctx = model.info().train_ctx;
     let ctx = args

@@ -106,4 +106,23 @@ pub struct RuntimeArgs {
     /// Context size in tokens (default: the model's, capped by models.toml).
     #[arg(long, env = "WICK_CTX_SIZE")]
     pub ctx_size: Option<usize>,
+    /// GPU prompt matmuls: `quantized` (candle's MMQ kernels) or `f16` (dequantize to f16,
+    /// cuBLAS GEMM). Decode and the CPU are not affected.
+    #[arg(long, env = "WICK_GPU_MATMUL", default_value = "quantized",
+          value_parser = ["quantized", "f16"])]
+    pub gpu_matmul: String,
+}
+
+impl RuntimeArgs {
+    /// The model load options these flags ask for.
+    pub fn load_options(&self) -> crate::model::LoadOptions {
+        let gpu_matmul = match self.gpu_matmul.as_str() {
+            "f16" => crate::model::GpuMatmul::DequantizeF16,
+            _ => crate::model::GpuMatmul::Quantized,
+        };
+        crate::model::LoadOptions {
+            gpu_matmul,
+            ..crate::model::LoadOptions::default()
+        }
+    }
 }

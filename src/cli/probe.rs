@@ -52,7 +52,7 @@ pub fn run(args: Args) -> crate::Result<()> {
     )?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
     let device = crate::model::device_from_str(&args.runtime.device)?;
-    let model = crate::model::load(&mut gguf, &device)?;
+    let model = crate::model::load_with(&mut gguf, &device, &args.runtime.load_options())?;
     drop(gguf);
     let engine = Handle::start(
         model,

@@ -241,7 +241,7 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         (style, stop_ids)
     });
     let device = device_from_str(&args.runtime.device)?;
-    let loaded = crate::model::load(&mut gguf, &device)?;
+    let loaded = crate::model::load_with(&mut gguf, &device, &args.runtime.load_options())?;
     drop(gguf);
     let train_ctx = loaded.info().train_ctx.max(1);
     let ctx = args
@@ -305,21 +305,9 @@ fn pick_parser(
     wick_parsers::by_name(&name).map_err(|e| Error::Usage(e.to_string()))
 }
 
-/// `--device cpu|cuda[:N]|metal`.
+/// `--device cpu|cuda[:N]|metal`; a device that cannot be used is a usage error.
 fn device_from_str(s: &str) -> crate::Result<candle_core::Device> {
-    use candle_core::Device;
-    let bad = |e: candle_core::Error| Error::Usage(format!("device '{s}' is not available: {e}"));
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0).map_err(bad),
-        "cuda" => Device::new_cuda(0).map_err(bad),
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::new_cuda(n).map_err(bad),
-            _ => Err(Error::Usage(format!(
-                "invalid device '{s}' (expected cpu, cuda, cuda:N or metal)"
-            ))),
-        },
-    }
+    crate::model::device_from_str(s).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// The loaded model as the server sees it.

@@ -14,7 +14,7 @@ use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
 use crate::tokenizer::detok::Detokenizer;
 use crate::tokenizer::Tokenizer;
-use candle_core::{DType, Storage, Tensor};
+use candle_core::{DType, Device, Storage, Tensor};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -259,7 +259,11 @@ impl Worker {
         let model = self.model.as_ref();
         let tokens = &self.batch_tokens;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            model.forward_batch(tokens, &mut caches)
+            // Off a GPU in one copy for the whole step (per row, it would sync once each);
+            // on the CPU this is a clone of the handle.
+            model
+                .forward_batch(tokens, &mut caches)
+                .and_then(|l| Ok(l.to_device(&Device::Cpu)?))
         }));
         let logits = match result {
             Ok(Ok(l)) => l,

@@ -28,6 +28,8 @@ pub struct LoadOptions {
     /// Use wick's own CPU matmul kernels (`model::cpu`) for the formats they cover; off
     /// means candle's quantized matmul everywhere (kept for comparison in benchmarks).
     pub cpu_kernels: bool,
+    /// How a GPU multiplies a batch of rows (prefill) by a quantized weight.
+    pub gpu_matmul: GpuMatmul,
 }
 
 impl Default for LoadOptions {
@@ -35,9 +37,29 @@ impl Default for LoadOptions {
         LoadOptions {
             requantize_to_q8_0: vec![],
             cpu_kernels: true,
+            gpu_matmul: GpuMatmul::default(),
         }
     }
 }
+
+/// The GPU route for a quantized matmul with more rows than the matrix-vector kernels take
+/// (`GPU_VEC_MAX_ROWS`); decode always takes the matrix-vector kernels. Weights stay
+/// quantized on the device either way, and nothing goes through the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuMatmul {
+    /// candle's quantized kernels: llama.cpp's MMQ (activations quantized to Q8_1 on the
+    /// device, int8 tensor-core tiles). The default because llama.cpp made MMQ its default
+    /// over cuBLAS for quantized weights on int8-MMA GPUs (Turing and later) after
+    /// measuring it faster for prompt processing, and it needs no f16 copy of the weight.
+    #[default]
+    Quantized,
+    /// Dequantize the weight to f16 on the device, then one cuBLAS f16 GEMM (llama.cpp's
+    /// older route, and its choice for very large batches on some GPUs).
+    DequantizeF16,
+}
+
+/// candle's CUDA quantized matmul uses its matrix-vector kernels (MMVQ) up to this many rows.
+const GPU_VEC_MAX_ROWS: usize = 8;
 
 /// Reads tensors by name from a GGUF onto a device, applying `LoadOptions`.
 pub(crate) struct Loader<'a> {
@@ -106,7 +128,12 @@ impl Loader<'_> {
     pub fn rms_norm(&mut self, name: &str, eps: f64) -> Result<RmsNorm, ModelError> {
         let w = self.f32(name)?;
         Ok(RmsNorm {
-            w_host: w.flatten_all()?.to_vec1()?,
+            // Only the CPU path reads a host copy.
+            w_host: if w.device().is_cpu() {
+                w.flatten_all()?.to_vec1()?
+            } else {
+                Vec::new()
+            },
             w,
             eps: eps as f32,
         })
@@ -124,6 +151,7 @@ pub(crate) struct QLinear {
     /// Our own kernel for `w` when it is on the CPU in a format `model::cpu` covers.
     cpu: Option<CpuQMatMul>,
     b: Option<Tensor>,
+    gpu_matmul: GpuMatmul,
 }
 
 impl QLinear {
@@ -132,7 +160,12 @@ impl QLinear {
             QMatMul::QTensor(q) if options.cpu_kernels => CpuQMatMul::new(q.clone()),
             _ => None,
         };
-        QLinear { w, cpu, b }
+        QLinear {
+            w,
+            cpu,
+            b,
+            gpu_matmul: options.gpu_matmul,
+        }
     }
 
     /// Several layers applied to the same input. On the CPU with our kernels for all of
@@ -168,8 +201,12 @@ impl QLinear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        if !x.device().is_cpu() {
+            let y = self.forward_gpu(x)?;
+            return self.add_bias(y);
+        }
         let y = match (&self.cpu, &self.w) {
-            (Some(cpu), _) if x.device().is_cpu() => cpu.forward(x)?,
+            (Some(cpu), _) => cpu.forward(x)?,
             // Prefill: candle's quantized matmul redoes a full vec_dot per (token, row) and
             // reuses nothing across tokens; for a batch, dequantizing the weight once and
             // running a dense f32 GEMM is several times faster (see DENSE_MIN_ROWS).
@@ -189,6 +226,17 @@ impl QLinear {
             (_, w) => w.forward(x)?,
         };
         self.add_bias(y)
+    }
+
+    /// On a GPU the weight and the activations stay on the device: candle's quantized
+    /// kernels, or for prefill with `GpuMatmul::DequantizeF16` an f16 GEMM. (The CPU's dense
+    /// prefill route above would quantize the activations through the host.)
+    fn forward_gpu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+        Ok(match self.gpu_matmul {
+            GpuMatmul::DequantizeF16 if rows > GPU_VEC_MAX_ROWS => self.w.forward_via_f16(x)?,
+            _ => self.w.forward(x)?,
+        })
     }
 }
 

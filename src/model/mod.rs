@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor};
 use thiserror::Error;
 
 pub use kv_cache::KvCache;
-pub use layers::LoadOptions;
+pub use layers::{GpuMatmul, LoadOptions};
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -51,6 +51,8 @@ pub enum ModelError {
         device: String,
         feature: &'static str,
     },
+    #[error("device '{device}' is not available: {reason}")]
+    DeviceUnavailable { device: String, reason: String },
     #[error("{0}")]
     Candle(String),
 }
@@ -148,9 +150,13 @@ pub fn device_from_str(s: &str) -> Result<Device, ModelError> {
         device: s.to_owned(),
         feature,
     };
+    let unavailable = |e: candle_core::Error| ModelError::DeviceUnavailable {
+        device: s.to_owned(),
+        reason: e.to_string(),
+    };
     let cuda_ordinal = match s {
         "cpu" => return Ok(Device::Cpu),
-        "metal" if cfg!(feature = "metal") => return Ok(Device::new_metal(0)?),
+        "metal" if cfg!(feature = "metal") => return Device::new_metal(0).map_err(unavailable),
         "metal" => return Err(not_compiled("metal")),
         "cuda" => 0,
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -159,9 +165,54 @@ pub fn device_from_str(s: &str) -> Result<Device, ModelError> {
         },
     };
     if cfg!(feature = "cuda") {
-        Ok(Device::new_cuda(cuda_ordinal)?)
+        open_cuda(s, cuda_ordinal)
     } else {
         Err(not_compiled("cuda"))
+    }
+}
+
+/// Opens a CUDA device. A CUDA build loads libcuda and the CUDA libraries when the device
+/// is opened (scripts/build-cuda), and cudarc panics when one cannot be loaded; here that
+/// becomes an error naming the library and the fix, with no panic message on stderr.
+fn open_cuda(name: &str, ordinal: usize) -> Result<Device, ModelError> {
+    let unavailable = |reason: String| ModelError::DeviceUnavailable {
+        device: name.to_owned(),
+        reason,
+    };
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(quiet);
+    match opened {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the CUDA libraries could not be loaded");
+            Err(unavailable(cuda_load_failure(msg)))
+        }
+    }
+}
+
+/// cudarc's "Unable to dynamically load the \"cublas\" shared library - searched for ..."
+/// as a one-line reason that says what to install or where to point LD_LIBRARY_PATH.
+fn cuda_load_failure(msg: &str) -> String {
+    let lib = msg
+        .split("load the \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    match lib {
+        Some("cuda") => "cannot load the NVIDIA driver library (libcuda.so.1): is the NVIDIA \
+                         driver installed?"
+            .to_owned(),
+        Some(lib) => format!(
+            "cannot load lib{lib}.so from the CUDA toolkit: put its lib64 directory on \
+             LD_LIBRARY_PATH (e.g. /usr/local/cuda/lib64)"
+        ),
+        None => msg.lines().next().unwrap_or(msg).to_owned(),
     }
 }
 
@@ -186,6 +237,24 @@ mod tests {
             let e = device_from_str("metal").unwrap_err().to_string();
             assert!(e.contains("--features metal"), "{e}");
         }
+    }
+
+    #[test]
+    fn names_the_cuda_library_that_failed_to_load() {
+        let driver = cuda_load_failure(
+            "Unable to dynamically load the \"cuda\" shared library - searched for library \
+             names: [\"libcuda.so\"]. Ensure that `LD_LIBRARY_PATH` has the correct path",
+        );
+        assert!(
+            driver.contains("libcuda.so.1") && driver.contains("driver"),
+            "{driver}"
+        );
+        let blas = cuda_load_failure("Unable to dynamically load the \"cublasLt\" shared library");
+        assert!(
+            blas.contains("libcublasLt.so") && blas.contains("LD_LIBRARY_PATH"),
+            "{blas}"
+        );
+        assert_eq!(cuda_load_failure("other\nlines"), "other");
     }
 
     #[test]

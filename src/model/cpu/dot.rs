@@ -86,7 +86,7 @@ pub(crate) fn q4_1_scalar(w: &[u8], a: &[BlockQ8_1]) -> f32 {
 
 /// The 8 six-bit scales and 8 mins of a Q4_K block (ggml's `get_scale_min_k4`).
 #[inline(always)]
-fn q4k_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+pub(super) fn q4k_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
     for j in 0..8 {
         if j < 4 {

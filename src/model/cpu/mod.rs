@@ -13,6 +13,8 @@ mod act;
 pub(crate) mod attention;
 pub mod bench;
 mod dot;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod pool;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
@@ -74,6 +76,10 @@ impl Kernel {
                 }),
                 _ => return None,
             });
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(k) = neon::kernel(dtype) {
+            return Some(k);
         }
         fn one<A>(one: Dot<A>) -> Kernels<A> {
             Kernels {
