@@ -5,6 +5,7 @@
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::Device;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ pub struct Gguf {
     pub content: Content,
     reader: BufReader<File>,
     file_len: u64,
+    /// Names of the tensors read so far: a loader checks at the end that it used them all.
+    read: HashSet<String>,
 }
 
 impl Gguf {
@@ -59,6 +62,7 @@ impl Gguf {
             content,
             reader,
             file_len,
+            read: HashSet::new(),
         };
         gguf.check_tensor_extents()?;
         Ok(gguf)
@@ -185,7 +189,13 @@ impl Gguf {
         self.content.tensor_infos.contains_key(name)
     }
 
+    /// Whether `tensor(name, ..)` has been called on this file.
+    pub fn was_read(&self, name: &str) -> bool {
+        self.read.contains(name)
+    }
+
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor, GgufError> {
+        self.read.insert(name.to_owned());
         self.content
             .tensor(&mut self.reader, name, device)
             .map_err(|e| GgufError::Tensor {

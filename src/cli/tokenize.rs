@@ -1,5 +1,6 @@
-//! `wick tokenize --model M [--text T]`: the model's own tokenization of raw text (stdin when
-//! no `--text`), special-token text parsed and BOS added when the GGUF says so.
+//! `wick tokenize --model M [--text T] [--add-special]`: the model's own tokenization of raw
+//! text (stdin when no `--text`), special-token text parsed. Like llama-server's `/tokenize`,
+//! no BOS/EOS unless `--add-special` (then as the GGUF says).
 //! Prints one JSON object `{"ids":[...]}` on stdout. Loads only GGUF metadata, no weights.
 
 use crate::gguf::Gguf;
@@ -13,6 +14,9 @@ pub struct Args {
     /// The text to tokenize (default: all of stdin).
     #[arg(long)]
     pub text: Option<String>,
+    /// Add BOS/EOS as the GGUF says (`tokenizer.ggml.add_bos_token`), as `generate` does.
+    #[arg(long)]
+    pub add_special: bool,
 }
 
 pub fn run(args: Args) -> crate::Result<()> {
@@ -29,7 +33,7 @@ pub fn run(args: Args) -> crate::Result<()> {
             s
         }
     };
-    let ids = tokenizer.encode(&text, true, true)?;
+    let ids = tokenizer.encode(&text, args.add_special, true)?;
     let json = serde_json::json!({ "ids": ids });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{json}").map_err(|e| crate::Error::io("writing to stdout", e))?;

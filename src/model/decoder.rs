@@ -1,14 +1,16 @@
 //! The pre-norm decoder-only transformer shared by the llama family: embedding → blocks
-//! (RMSNorm → GQA attention → residual, RMSNorm → SwiGLU → residual) → RMSNorm → output.
+//! (norm → GQA attention → residual, norm → FFN → residual, `block.rs`) → norm → output.
 //! An architecture file describes its differences in a `DecoderSpec` (metadata prefix, rope
-//! style, Q/K/V bias) and this module reads the GGUF by llama.cpp's tensor names.
+//! style, biases, norms, FFN kind, ...) and this module reads the GGUF by llama.cpp's tensor
+//! names. Metadata keys and tensors the spec does not implement are refused (`check.rs`).
 //! Must not depend on tokenizers, the engine or the server.
 
+use super::block::{load_block, Block};
+use super::check;
 use super::kv_cache::{KvCache, KvShape};
-use super::layers::{
-    causal_mask, Attention, Bias, Embedding, LoadOptions, Loader, Mlp, QLinear, RmsNorm, Rope,
-    RopeStyle,
-};
+use super::layers::{causal_mask, Bias, Embedding, LoadOptions, Loader, QLinear, Rope, RopeStyle};
+use super::norm::{Norm, NormKind};
+use super::rope_scaling::{self, RopeFreqs};
 use super::trace::record;
 use super::{Model, ModelError, ModelInfo};
 use crate::gguf::Gguf;
@@ -21,6 +23,45 @@ pub(crate) struct DecoderSpec {
     pub rope: RopeStyle,
     pub qkv_bias: Bias,
     pub default_rope_base: f64,
+    /// LayerNorm with bias (`attention.layer_norm_epsilon`) instead of RMSNorm.
+    pub layer_norm: bool,
+    /// Per-head RMS norms of Q and K (`attn_q_norm`, `attn_k_norm`).
+    pub qk_norm: bool,
+    /// Gemma 3's `post_attention_norm` and `post_ffw_norm`.
+    pub post_norms: bool,
+    pub ffn: FfnKind,
+    /// Embeddings times sqrt(n_embd) (Gemma).
+    pub embed_scale: bool,
+    /// Gemma 3's interleaved sliding-window layers (`attention.sliding_window`).
+    pub sliding_window: bool,
+    /// `<arch>.*` metadata keys this architecture implements beyond `check::COMMON_KEYS`.
+    pub keys: &'static [&'static str],
+}
+
+/// The feed-forward network of every block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FfnKind {
+    SwiGlu,
+    GeGlu,
+    Gelu,
+    Moe,
+}
+
+impl DecoderSpec {
+    /// The llama layout: RMSNorm, SwiGLU, no extra norms. Architecture files start here.
+    pub const LLAMA: DecoderSpec = DecoderSpec {
+        arch: "llama",
+        rope: RopeStyle::Normal,
+        qkv_bias: Bias::IfPresent,
+        default_rope_base: 10_000.0,
+        layer_norm: false,
+        qk_norm: false,
+        post_norms: false,
+        ffn: FfnKind::SwiGlu,
+        embed_scale: false,
+        sliding_window: false,
+        keys: &[],
+    };
 }
 
 /// Hyperparameters read from `<arch>.*` metadata.
@@ -33,6 +74,19 @@ pub(crate) struct HParams {
     pub rms_eps: f64,
     pub rope_base: f64,
     pub train_ctx: usize,
+    pub n_embd: usize,
+    /// The norm of blocks and output (RMS, or LayerNorm with its own epsilon).
+    pub norm: NormKind,
+    pub freq_scale: f32,
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    /// Window of the sliding-window layers, and which layers those are.
+    pub sliding_window: Option<usize>,
+    pub swa_layers: Vec<bool>,
+    /// Rope base of the sliding-window layers.
+    pub rope_base_swa: f64,
+    /// `final_logit_softcapping`: logits become `cap * tanh(logits / cap)`.
+    pub final_softcap: Option<f32>,
 }
 
 /// The rope table covers at most this many positions, whatever the model was trained for,
@@ -60,18 +114,94 @@ impl HParams {
                 &format!("{n_head} heads, {n_kv_head} KV heads, head dim {head_dim}"),
             ));
         }
+        // One head size for K, V and rope: partial rope or a different V size would be a
+        // different model.
+        for k in ["attention.value_length", "rope.dimension_count"] {
+            if let Some(v) = gguf.get_u64(&key(k)) {
+                if v as usize != head_dim {
+                    return Err(check::unsupported(
+                        spec.arch,
+                        &key(k),
+                        &format!("{v}, not the head size {head_dim}"),
+                    ));
+                }
+            }
+        }
+        let layers = u("block_count")?;
+        let norm = if spec.layer_norm {
+            NormKind::Layer(gguf.require_f64(&key("attention.layer_norm_epsilon"))?)
+        } else {
+            NormKind::Rms(gguf.require_f64(&key("attention.layer_norm_rms_epsilon"))?)
+        };
+        let (sliding_window, swa_layers) = read_sliding_window(gguf, spec, layers)?;
+        let opt_u = |k: &str| gguf.get_u64(&key(k)).map_or(0, |v| v as usize);
+        let (n_expert, n_expert_used) = (opt_u("expert_count"), opt_u("expert_used_count"));
+        if spec.ffn == FfnKind::Moe && (n_expert_used == 0 || n_expert_used > n_expert) {
+            return Err(bad(
+                spec,
+                &format!("{n_expert_used} of {n_expert} experts used per token"),
+            ));
+        }
         Ok(HParams {
-            layers: u("block_count")?,
+            n_embd: hidden,
+            norm,
+            freq_scale: rope_scaling::freq_scale(gguf, spec.arch)?,
+            n_expert,
+            n_expert_used,
+            sliding_window,
+            swa_layers,
+            rope_base_swa: gguf.get_f64(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
+            final_softcap: gguf
+                .get_f64(&key("final_logit_softcapping"))
+                .filter(|&c| c != 0.0)
+                .map(|c| c as f32),
+            layers,
             n_head,
             n_kv_head,
             head_dim,
-            rms_eps: gguf.require_f64(&key("attention.layer_norm_rms_epsilon"))?,
+            rms_eps: gguf
+                .get_f64(&key("attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-6),
             rope_base: gguf
                 .get_f64(&key("rope.freq_base"))
                 .unwrap_or(spec.default_rope_base),
             train_ctx: u("context_length")?,
         })
     }
+}
+
+/// Gemma 3's layout as llama.cpp reads it: with a window, layer `i` slides unless
+/// `i % pattern == pattern - 1` (pattern `attention.sliding_window_pattern`, default 6).
+fn read_sliding_window(
+    gguf: &Gguf,
+    spec: &DecoderSpec,
+    layers: usize,
+) -> Result<(Option<usize>, Vec<bool>), ModelError> {
+    let key = |k: &str| format!("{}.{k}", spec.arch);
+    let window = gguf
+        .get_u64(&key("attention.sliding_window"))
+        .filter(|&w| w > 0)
+        .map(|w| w as usize);
+    let Some(window) = window.filter(|_| spec.sliding_window) else {
+        return Ok((None, vec![false; layers]));
+    };
+    if gguf
+        .get_array(&key("attention.sliding_window_pattern"))
+        .is_some()
+    {
+        return Err(check::unsupported(
+            spec.arch,
+            &key("attention.sliding_window_pattern"),
+            "per-layer sliding-window pattern array",
+        ));
+    }
+    let pattern = gguf
+        .get_u64(&key("attention.sliding_window_pattern"))
+        .map_or(6, |p| p as usize);
+    let swa = (0..layers)
+        .map(|i| pattern == 0 || i % pattern < pattern - 1)
+        .collect();
+    Ok((Some(window), swa))
 }
 
 fn bad(spec: &DecoderSpec, what: &str) -> ModelError {
@@ -81,21 +211,16 @@ fn bad(spec: &DecoderSpec, what: &str) -> ModelError {
     }
 }
 
-struct Block {
-    attn_norm: RmsNorm,
-    attn: Attention,
-    ffn_norm: RmsNorm,
-    mlp: Mlp,
-}
-
 pub(crate) struct Decoder {
     info: ModelInfo,
     hp: HParams,
     embed: Embedding,
     blocks: Vec<Block>,
-    norm: RmsNorm,
+    norm: Norm,
     output: QLinear,
-    rope: Rope,
+    /// Rope tables: [0] for global layers, [1] for sliding-window layers when there are any.
+    ropes: Vec<Rope>,
+    embed_scale: Option<f32>,
     device: Device,
 }
 
@@ -106,6 +231,7 @@ impl Decoder {
         options: &LoadOptions,
         spec: &DecoderSpec,
     ) -> Result<Self, ModelError> {
+        check::metadata(gguf, spec.arch, spec.keys)?;
         let hp = HParams::read(gguf, spec)?;
         let name = gguf.get_str("general.name").map(str::to_owned);
         let mut ld = Loader {
@@ -119,16 +245,35 @@ impl Decoder {
         for i in 0..hp.layers {
             blocks.push(load_block(&mut ld, &hp, spec, i)?);
         }
-        let norm = ld.rms_norm("output_norm.weight", hp.rms_eps)?;
+        let norm = hp.norm.load(&mut ld, "output_norm")?;
         // Tied embeddings (SmolLM2 and others): the output projection is the embedding
         // table itself, shared through the Arc rather than copied (unless requantized).
         let output = if ld.has("output.weight") {
-            QLinear::new(ld.matmul_weight("output.weight")?, None, options)
+            ld.linear("output", Bias::IfPresent)?
         } else {
-            QLinear::new(ld.to_matmul(table.clone())?, None, options)
+            QLinear::new(ld.to_matmul(table.clone())?, None, options).stored_as(table.dtype())
         };
         let rope_len = hp.train_ctx.clamp(1, MAX_ROPE_POSITIONS);
-        let rope = Rope::new(hp.head_dim, hp.rope_base, rope_len, spec.rope, device)?;
+        let factors = rope_scaling::factors(ld.gguf, spec.arch, hp.head_dim / 2)?;
+        let global = RopeFreqs {
+            base: hp.rope_base as f32,
+            freq_scale: hp.freq_scale,
+            factors,
+        };
+        let mut ropes = vec![Rope::scaled(
+            hp.head_dim,
+            &global,
+            rope_len,
+            spec.rope,
+            device,
+        )?];
+        if hp.swa_layers.contains(&true) {
+            // llama.cpp's sliding-window layers: their own base, no scaling or factors.
+            let base = hp.rope_base_swa;
+            ropes.push(Rope::new(hp.head_dim, base, rope_len, spec.rope, device)?);
+        }
+        check::all_tensors_read(ld.gguf, spec.arch)?;
+        let embed_scale = spec.embed_scale.then(|| (hp.n_embd as f32).sqrt());
         Ok(Decoder {
             info: ModelInfo {
                 architecture: spec.arch.to_owned(),
@@ -141,7 +286,8 @@ impl Decoder {
             blocks,
             norm,
             output,
-            rope,
+            ropes,
+            embed_scale,
             device: device.clone(),
         })
     }
@@ -170,52 +316,35 @@ impl Decoder {
         } else {
             causal_mask(tokens.len(), cache.len(), &self.device)?
         };
-        let mut x = self.embed.forward(tokens)?;
+        let mut x = self.embed(tokens)?;
         record(|| "embd".to_owned(), &x);
         for (i, b) in self.blocks.iter().enumerate() {
-            let h = b.attn_norm.forward(&x)?;
-            record(|| format!("attn_norm-{i}"), &h);
-            let h = b.attn.forward(&h, i, &self.rope, cache, mask.as_ref())?;
-            record(|| format!("attn_out-{i}"), &h);
-            x = (x + h)?;
-            record(|| format!("ffn_inp-{i}"), &x);
-            let h = b.ffn_norm.forward(&x)?;
-            record(|| format!("ffn_norm-{i}"), &h);
-            let h = b.mlp.forward(&h, i)?;
-            record(|| format!("ffn_out-{i}"), &h);
-            x = (x + h)?;
-            record(|| format!("l_out-{i}"), &x);
+            x = b.forward(x, i, &self.ropes[b.rope], cache, mask.as_ref())?;
         }
         cache.advance(tokens.len());
         Ok(x)
     }
-}
 
-fn load_block(
-    ld: &mut Loader<'_>,
-    hp: &HParams,
-    spec: &DecoderSpec,
-    i: usize,
-) -> Result<Block, ModelError> {
-    let p = format!("blk.{i}");
-    Ok(Block {
-        attn_norm: ld.rms_norm(&format!("{p}.attn_norm.weight"), hp.rms_eps)?,
-        attn: Attention {
-            q: ld.linear(&format!("{p}.attn_q"), spec.qkv_bias)?,
-            k: ld.linear(&format!("{p}.attn_k"), spec.qkv_bias)?,
-            v: ld.linear(&format!("{p}.attn_v"), spec.qkv_bias)?,
-            o: ld.linear(&format!("{p}.attn_output"), Bias::IfPresent)?,
-            n_head: hp.n_head,
-            n_kv_head: hp.n_kv_head,
-            head_dim: hp.head_dim,
-        },
-        ffn_norm: ld.rms_norm(&format!("{p}.ffn_norm.weight"), hp.rms_eps)?,
-        mlp: Mlp {
-            gate: ld.linear(&format!("{p}.ffn_gate"), Bias::IfPresent)?,
-            up: ld.linear(&format!("{p}.ffn_up"), Bias::IfPresent)?,
-            down: ld.linear(&format!("{p}.ffn_down"), Bias::IfPresent)?,
-        },
-    })
+    /// Token embeddings, times sqrt(n_embd) where the architecture scales them (ggml_scale
+    /// by `sqrtf(n_embd)` in f32).
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+        let x = self.embed.forward(tokens)?;
+        match self.embed_scale {
+            Some(s) => Ok(x.affine(f64::from(s), 0.0)?),
+            None => Ok(x),
+        }
+    }
+
+    /// The output projection of normalized hidden states, soft-capped where the file says.
+    fn logits(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let logits = self.output.forward(&self.norm.forward(x)?)?;
+        let Some(cap) = self.hp.final_softcap else {
+            return Ok(logits);
+        };
+        let v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let v: Vec<f32> = v.iter().map(|&l| (l * (1.0 / cap)).tanh() * cap).collect();
+        Ok(Tensor::from_vec(v, logits.shape(), logits.device())?)
+    }
 }
 
 impl Model for Decoder {
@@ -224,10 +353,10 @@ impl Model for Decoder {
     }
 
     fn new_cache(&self, capacity: usize) -> Result<KvCache, ModelError> {
-        if capacity > self.rope.max_pos() {
+        if capacity > self.ropes[0].max_pos() {
             return Err(ModelError::CacheTooLarge {
                 requested: capacity,
-                max: self.rope.max_pos(),
+                max: self.ropes[0].max_pos(),
             });
         }
         let shape = KvShape {
@@ -241,9 +370,7 @@ impl Model for Decoder {
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         let x = self.hidden(tokens, cache)?;
         let last = x.narrow(0, tokens.len() - 1, 1)?;
-        let last = self.norm.forward(&last)?;
-        record(|| "result_norm".to_owned(), &last);
-        let logits = self.output.forward(&last)?;
+        let logits = self.logits(&last)?;
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
@@ -265,24 +392,20 @@ impl Model for Decoder {
             cache.check_room(1)?;
         }
         self.check_ids(tokens)?;
-        let mut x = self.embed.forward(tokens)?;
+        let mut x = self.embed(tokens)?;
         for (i, b) in self.blocks.iter().enumerate() {
-            let h = b.attn_norm.forward(&x)?;
-            let h = b.attn.forward_rows(&h, i, &self.rope, caches)?;
-            x = (x + h)?;
-            let h = b.mlp.forward(&b.ffn_norm.forward(&x)?, i)?;
-            x = (x + h)?;
+            x = b.forward_rows(x, i, &self.ropes[b.rope], caches)?;
         }
         for cache in caches.iter_mut() {
             cache.advance(1);
         }
-        let logits = self.output.forward(&self.norm.forward(&x)?)?;
+        let logits = self.logits(&x)?;
         Ok(logits.to_dtype(DType::F32)?.contiguous()?)
     }
 
     fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         let x = self.hidden(tokens, cache)?;
-        let logits = self.output.forward(&self.norm.forward(&x)?)?;
+        let logits = self.logits(&x)?;
         Ok(logits.to_dtype(DType::F32)?.contiguous()?)
     }
 }

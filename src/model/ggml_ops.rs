@@ -176,6 +176,9 @@ pub(crate) struct AttnShape {
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
+    /// Keys older than this many positions before the query are masked (sliding-window
+    /// layers); `usize::MAX` for none.
+    pub window: usize,
 }
 
 /// llama.cpp's non-flash attention (`build_attn_mha`) on host slices:
@@ -247,6 +250,7 @@ fn attend_head(h: usize, q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Ve
         let seen = s.pos + i + 1;
         let row = &mut row[..seen];
         scores(qi, keys_t, total, decode, &mut lanes[..n_lanes * seen], row);
+        row[..seen.saturating_sub(s.window)].fill(f32::NEG_INFINITY);
         softmax(row, scale);
         for r in row.iter_mut() {
             *r = half::f16::from_f32(*r).to_f32();

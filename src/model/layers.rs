@@ -8,6 +8,7 @@ use super::cpu::CpuQMatMul;
 use super::ggml_ops::{self, AttnShape};
 use super::kv_cache::KvCache;
 use super::requant;
+use super::rope_scaling::{self, RopeFreqs};
 use super::trace::record;
 use super::ModelError;
 use crate::gguf::Gguf;
@@ -115,14 +116,25 @@ impl Loader<'_> {
     }
 
     pub fn linear(&mut self, prefix: &str, bias: Bias) -> Result<QLinear, ModelError> {
-        let w = self.matmul_weight(&format!("{prefix}.weight"))?;
+        let weight_name = format!("{prefix}.weight");
+        let stored = self
+            .gguf
+            .content
+            .tensor_infos
+            .get(&weight_name)
+            .map(|t| t.ggml_dtype);
+        let w = self.matmul_weight(&weight_name)?;
         let bias_name = format!("{prefix}.bias");
         let b = if bias == Bias::Required || self.has(&bias_name) {
             Some(self.f32(&bias_name)?)
         } else {
             None
         };
-        Ok(QLinear::new(w, b, self.options))
+        let linear = QLinear::new(w, b, self.options);
+        Ok(match stored {
+            Some(dtype) => linear.stored_as(dtype),
+            None => linear,
+        })
     }
 
     pub fn rms_norm(&mut self, name: &str, eps: f64) -> Result<RmsNorm, ModelError> {
@@ -148,6 +160,9 @@ const DENSE_MIN_ROWS: usize = 16;
 /// `y = x W^T (+ b)` with a quantized `W`.
 pub(crate) struct QLinear {
     w: QMatMul,
+    /// The weight was stored as F16: ggml rounds the input to f16 for its dot products
+    /// (`vec_dot_type`), and candle's dense path would not.
+    f16_input: bool,
     /// Our own kernel for `w` when it is on the CPU in a format `model::cpu` covers.
     cpu: Option<CpuQMatMul>,
     b: Option<Tensor>,
@@ -165,7 +180,14 @@ impl QLinear {
             cpu,
             b,
             gpu_matmul: options.gpu_matmul,
+            f16_input: false,
         }
+    }
+
+    /// Records the weight's stored type: an F16 weight rounds its input to f16 as ggml does.
+    pub fn stored_as(mut self, dtype: GgmlDType) -> Self {
+        self.f16_input = dtype == GgmlDType::F16;
+        self
     }
 
     /// Several layers applied to the same input. On the CPU with our kernels for all of
@@ -201,6 +223,13 @@ impl QLinear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let rounded;
+        let x = if self.f16_input {
+            rounded = round_f16(x)?;
+            &rounded
+        } else {
+            x
+        };
         if !x.device().is_cpu() {
             let y = self.forward_gpu(x)?;
             return self.add_bias(y);
@@ -304,12 +333,24 @@ impl Rope {
         style: RopeStyle,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        let freqs = RopeFreqs::plain(base as f32);
+        Self::scaled(head_dim, &freqs, max_pos, style, device)
+    }
+
+    /// A table with rope scaling (linear factor, per-pair frequency factors).
+    pub fn scaled(
+        head_dim: usize,
+        freqs: &RopeFreqs,
+        max_pos: usize,
+        style: RopeStyle,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let half = head_dim / 2;
-        let theta_scale = ggml_ops::rope_theta_scale(base as f32, head_dim);
+        let theta_scale = ggml_ops::rope_theta_scale(freqs.base, head_dim);
         let mut cos = vec![0f32; max_pos * half];
         let mut sin = vec![0f32; max_pos * half];
         for (p, (c, s)) in cos.chunks_mut(half).zip(sin.chunks_mut(half)).enumerate() {
-            ggml_ops::rope_row(p, theta_scale, c, s);
+            rope_scaling::rope_row(p, theta_scale, freqs, c, s);
         }
         let (cos_t, sin_t) = if device.is_cpu() {
             // The CPU path reads the host tables; keep no second copy.
@@ -377,6 +418,12 @@ pub(crate) struct Attention {
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
+    /// Per-head RMS norms of Q and K before rope (Qwen3, Gemma 3): `[head_dim]` weights.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    /// Sliding-window layers: a query sees only the last `window` positions, itself
+    /// included (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`).
+    pub window: Option<usize>,
 }
 
 impl Attention {
@@ -436,6 +483,8 @@ impl Attention {
         record(|| format!("Qcur-{layer}"), &q);
         record(|| format!("Kcur-{layer}"), &k);
         record(|| format!("Vcur-{layer}"), &v);
+        let q = per_head_norm(self.q_norm.as_ref(), q, nh, hd)?;
+        let k = per_head_norm(self.k_norm.as_ref(), k, nkv, hd)?;
         let q = rope.apply(&heads(q, nh)?, pos)?;
         record(|| format!("Qrope-{layer}"), &q);
         let k = rope.apply(&heads(k, nkv)?, pos)?;
@@ -457,6 +506,7 @@ impl Attention {
                 n_head: nh,
                 n_kv_head: nkv,
                 head_dim: hd,
+                window: self.window.unwrap_or(usize::MAX),
             };
             let out = KV_HOST.with(|buf| -> Result<Vec<f32>, ModelError> {
                 let (k_t, v_host) = &mut *buf.borrow_mut();
@@ -472,6 +522,11 @@ impl Attention {
             let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
             record(|| format!("kqv_out-{layer}"), &out);
             return Ok(out);
+        }
+        if self.window.is_some_and(|w| total > w) {
+            return Err(ModelError::Candle(
+                "sliding-window attention past the window runs on the CPU only".into(),
+            ));
         }
         let g = nh / nkv;
         let q = round_f16(&q.reshape((nkv, g * t, hd))?)?;
@@ -505,7 +560,23 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn round_f16(x: &Tensor) -> Result<Tensor, ModelError> {
+/// RMS-normalizes each head of `y` (`[t, n * head_dim]`) with a `[head_dim]` weight.
+fn per_head_norm(
+    norm: Option<&RmsNorm>,
+    y: Tensor,
+    n: usize,
+    hd: usize,
+) -> Result<Tensor, ModelError> {
+    let Some(norm) = norm else {
+        return Ok(y);
+    };
+    let (t, _) = y.dims2()?;
+    Ok(norm
+        .forward(&y.reshape((t * n, hd))?)?
+        .reshape((t, n * hd))?)
+}
+
+pub(crate) fn round_f16(x: &Tensor) -> Result<Tensor, ModelError> {
     Ok(x.to_dtype(DType::F16)?.to_dtype(DType::F32)?)
 }
 

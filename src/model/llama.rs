@@ -14,6 +14,7 @@ const SPEC: DecoderSpec = DecoderSpec {
     rope: RopeStyle::Normal,
     qkv_bias: Bias::IfPresent,
     default_rope_base: 10_000.0,
+    ..DecoderSpec::LLAMA
 };
 
 fn load(

@@ -5,14 +5,24 @@
 //! `ARCHITECTURES` table by `general.architecture`.
 //! Must not depend on tokenizers, templates, the engine or the server.
 
+mod block;
+mod check;
 mod cpu;
 mod decoder;
+mod ffn;
+mod gemma3;
 mod ggml_ops;
 mod kv_cache;
 mod layers;
 mod llama;
+mod moe;
+mod norm;
 mod qwen2;
+mod qwen3;
+mod qwen3moe;
 mod requant;
+mod rope_scaling;
+mod starcoder2;
 pub mod trace;
 
 /// wick's CPU kernels as the Criterion benches in benches/ call them; not a stable API.
@@ -32,6 +42,14 @@ pub use layers::{GpuMatmul, LoadOptions};
 pub enum ModelError {
     #[error("unsupported architecture '{found}' (supported: {supported})")]
     UnsupportedArchitecture { found: String, supported: String },
+    /// A metadata key or tensor that changes the model's math and that wick does not
+    /// implement: refused rather than computing a different model.
+    #[error("{arch} model uses {name} ({what}), which wick does not implement; refusing to load it rather than compute a different model")]
+    Unsupported {
+        arch: String,
+        name: String,
+        what: String,
+    },
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
     #[error("the sequence would exceed the KV cache ({needed} > {capacity} tokens)")]
@@ -117,7 +135,14 @@ pub struct Arch {
 }
 
 /// Every architecture wick can run. Adding one is a new file and a line here.
-pub static ARCHITECTURES: &[Arch] = &[qwen2::ARCH, llama::ARCH];
+pub static ARCHITECTURES: &[Arch] = &[
+    qwen2::ARCH,
+    llama::ARCH,
+    qwen3::ARCH,
+    qwen3moe::ARCH,
+    gemma3::ARCH,
+    starcoder2::ARCH,
+];
 
 /// Loads the architecture named by `general.architecture`, with the default load options.
 pub fn load(gguf: &mut Gguf, device: &Device) -> Result<Box<dyn Model>, ModelError> {

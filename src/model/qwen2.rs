@@ -12,6 +12,7 @@ const SPEC: DecoderSpec = DecoderSpec {
     rope: RopeStyle::NeoX,
     qkv_bias: Bias::Required,
     default_rope_base: 1_000_000.0,
+    ..DecoderSpec::LLAMA
 };
 
 fn load(

@@ -88,7 +88,8 @@ fn default_revision() -> String {
 pub struct Mirror {
     /// `name==version` per wheel, in the order their members are concatenated.
     pub pypi: Vec<String>,
-    /// Member path in wheel i: `{i}` becomes i, `{ii}` i with two digits (1-based).
+    /// Member path in wheel i: `{i}` becomes i, `{ii}` i with two digits (1-based), `{i0}`
+    /// i - 1 with two digits (parts numbered from 00).
     pub member: String,
 }
 
@@ -97,6 +98,7 @@ impl Mirror {
     pub fn member_for(&self, i: usize) -> String {
         self.member
             .replace("{ii}", &format!("{i:02}"))
+            .replace("{i0}", &format!("{:02}", i.saturating_sub(1)))
             .replace("{i}", &i.to_string())
     }
 }
@@ -359,8 +361,12 @@ mod tests {
                 "{id}"
             );
         }
-        assert!(!r
+        assert!(r
             .get("qwen3-coder-30b-a3b-instruct")
+            .unwrap()
+            .is_supported());
+        assert!(!r
+            .get("deepseek-coder-v2-lite-instruct")
             .unwrap()
             .is_supported());
         assert_eq!(
@@ -377,6 +383,12 @@ mod tests {
         };
         assert_eq!(m.member_for(3), "p_part3/data/part03.bin");
         assert_eq!(m.member_for(12), "p_part12/data/part12.bin");
+        let m = Mirror {
+            pypi: vec![],
+            member: "g_part{i}/data/g.gguf.part{i0}".into(),
+        };
+        assert_eq!(m.member_for(1), "g_part1/data/g.gguf.part00");
+        assert_eq!(m.member_for(4), "g_part4/data/g.gguf.part03");
     }
 
     #[test]

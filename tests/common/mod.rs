@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the test models are, and the wick binary.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod greedy;
+
 use std::path::PathBuf;
 
 pub const QWEN05: &str = "qwen2.5-coder-0.5b-instruct.gguf";
