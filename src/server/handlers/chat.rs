@@ -4,7 +4,7 @@
 
 use super::{api_usage, blocking, now, record, response_id, submit, Finished};
 use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
+use crate::engine::{EngineError, Event, EventReceiver, FinishReason, GenerationRequest};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
 use crate::server::backend::{Backend, CallParser, PlainText};
 use crate::server::error::error_body;
@@ -19,7 +19,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::Instrument;
 
 /// Everything a running chat generation needs after submission.
@@ -33,7 +32,7 @@ struct Running {
     /// Forced call markup: fed to the parser before the output / after a completed one.
     prefix: String,
     close: &'static str,
-    rx: UnboundedReceiver<Event>,
+    rx: EventReceiver,
     /// The active tool parser, named in the mismatch check.
     parser: String,
     /// Everything fed to the parser, kept only when tools are declared: the mismatch check

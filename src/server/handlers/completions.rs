@@ -4,7 +4,7 @@
 
 use super::{api_usage, blocking, now, record, response_id, submit, Finished};
 use crate::api::{Completion, CompletionChoice, CompletionRequest};
-use crate::engine::{EngineError, Event, GenerationRequest};
+use crate::engine::{EngineError, Event, EventReceiver, GenerationRequest};
 use crate::server::error::error_body;
 use crate::server::extract::Json;
 use crate::server::sse;
@@ -13,7 +13,6 @@ use crate::server::validate::{self, budget};
 use crate::Error;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::Instrument;
 
 struct Running {
@@ -22,7 +21,7 @@ struct Running {
     created: u64,
     model: String,
     include_usage: bool,
-    rx: UnboundedReceiver<Event>,
+    rx: EventReceiver,
 }
 
 pub async fn completions(

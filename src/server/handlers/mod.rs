@@ -6,10 +6,9 @@ pub mod info;
 
 use super::backend::Backend;
 use super::state::AppState;
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest, Usage};
+use crate::engine::{EngineError, Event, EventReceiver, FinishReason, GenerationRequest, Usage};
 use crate::Error;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -39,7 +38,7 @@ where
 pub fn submit(
     backend: &Arc<dyn Backend>,
     request: GenerationRequest,
-) -> Result<UnboundedReceiver<Event>, Error> {
+) -> Result<EventReceiver, Error> {
     backend.submit(request).map_err(|e| match e {
         EngineError::ContextLengthExceeded {
             prompt_tokens,
