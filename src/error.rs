@@ -161,6 +161,9 @@ impl Error {
                     E::WorkerStopped | E::Inference(_) => {
                         (500, "server_error", None, "inference_failed")
                     }
+                    // The client stopped reading: nobody sees this body, but the status
+                    // and the log name what happened.
+                    E::SlowReader { .. } => (503, "server_error", None, "slow_reader"),
                 }
             }
             Error::Probe(_) => (400, INVALID, None, "tool_parser_mismatch"),

@@ -7,10 +7,9 @@ mod common;
 use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
 use wick::engine::{
-    EngineError, EngineOptions, Event, FinishReason, Generation, GenerationRequest, Handle,
-    SamplingParams,
+    EngineError, EngineOptions, Event, EventReceiver, FinishReason, Generation, GenerationRequest,
+    Handle, SamplingParams,
 };
 use wick::gguf::Gguf;
 use wick::tokenizer::Tokenizer;
@@ -30,6 +29,7 @@ fn smollm(parallel: usize, max_queue: usize) -> Result<Handle> {
             parallel,
             max_queue,
             ctx_size: 512,
+            ..EngineOptions::default()
         },
     )
 }
@@ -83,7 +83,7 @@ fn reference(name: &str) -> Result<Vec<RefPrompt>> {
 }
 
 /// Collects a stream into a `Generation`-like tuple, with a deadline so a hang fails.
-fn collect(mut rx: UnboundedReceiver<Event>) -> Result<Generation> {
+fn collect(mut rx: EventReceiver) -> Result<Generation> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut g = Generation {
         ids: vec![],
@@ -337,5 +337,178 @@ fn stop_id_ends_generation_without_emitting_it() -> Result<()> {
     assert_eq!(g.usage.completion_tokens, k);
     let text_before = h.tokenizer().decode(&full.ids[..k], true);
     assert_eq!(g.text, text_before);
+    Ok(())
+}
+
+fn smollm_with(opts: EngineOptions) -> Result<Handle> {
+    start(
+        common::SMOLLM2,
+        EngineOptions {
+            ctx_size: 512,
+            ..opts
+        },
+    )
+}
+
+/// A prompt of `n` real tokens: the reference prompts one after another.
+fn long_prompt(n: usize) -> Result<Vec<u32>> {
+    let refs = reference("smollm2-135m-instruct")?;
+    let ids: Vec<u32> = refs.iter().flat_map(|r| r.prompt_ids.clone()).collect();
+    Ok(ids.iter().copied().cycle().take(n).collect())
+}
+
+/// Polls `cond` until it holds (a deadline turns a hang into a failure, not a time bound
+/// on the behaviour).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+#[test]
+fn chunked_prefill_gives_the_same_greedy_tokens_as_whole_prefill() -> Result<()> {
+    // No prefix cache: each prompt is prefilled whole, in one call.
+    let whole = smollm_with(EngineOptions {
+        parallel: 1,
+        prefill_chunk: 4096,
+        cache_bytes: 0,
+        ..EngineOptions::default()
+    })?;
+    let chunked = smollm_with(EngineOptions {
+        parallel: 3,
+        prefill_chunk: 5,
+        prefill_chunk_decoding: 3,
+        ..EngineOptions::default()
+    })?;
+    let prompts = [long_prompt(300)?, long_prompt(77)?, long_prompt(12)?];
+    let solo: Vec<Generation> = prompts
+        .iter()
+        .map(|p| whole.generate_blocking(request(p.clone(), 12, greedy()), |_| {}))
+        .collect::<Result<_, _>>()?;
+    // All three at once: the long prompt is prefilled in chunks of 3 while the others
+    // decode, in the same batches as their decode rows.
+    let rxs: Vec<_> = prompts
+        .iter()
+        .map(|p| chunked.submit(request(p.clone(), 12, greedy())))
+        .collect::<Result<_, _>>()?;
+    for (i, (rx, want)) in rxs.into_iter().zip(&solo).enumerate() {
+        let got = collect(rx)?;
+        assert_eq!(got.ids, want.ids, "prompt {i}");
+        assert_eq!(got.usage.prompt_tokens, prompts[i].len());
+    }
+    Ok(())
+}
+
+#[test]
+fn client_gone_during_prefill_frees_the_slot_and_keeps_the_prefilled_prefix() -> Result<()> {
+    let h = smollm_with(EngineOptions {
+        parallel: 1,
+        max_queue: 1,
+        prefill_chunk: 2,
+        ..EngineOptions::default()
+    })?;
+    let prompt = long_prompt(480)?;
+    let rx = h.submit(request(prompt.clone(), 8, greedy()))?;
+    wait_until("admission", || h.active() == 1)?;
+    drop(rx);
+    wait_until("the slot to be freed", || h.active() == 0)?;
+    let s = h.stats();
+    assert_eq!(
+        (s.cancelled_prefill, s.cancelled_decode),
+        (1, 0),
+        "cancelled while prefilling: {s:?}"
+    );
+    // What was prefilled before the cancel is kept for the next request with that prefix.
+    let g = h.generate_blocking(request(prompt.clone(), 1, greedy()), |_| {})?;
+    assert!(
+        g.usage.cached_tokens > 0 && g.usage.cached_tokens < prompt.len() - 1,
+        "{:?}",
+        g.usage
+    );
+    Ok(())
+}
+
+#[test]
+fn queued_request_of_a_gone_client_leaves_the_queue() -> Result<()> {
+    let h = smollm(1, 1)?;
+    let prompt = reference("smollm2-135m-instruct")?[0].prompt_ids.clone();
+    let running = h.submit(request(prompt.clone(), 400, greedy()))?;
+    wait_until("admission", || h.active() == 1)?;
+    let gone = h.submit(request(prompt.clone(), 4, greedy()))?;
+    assert_eq!(h.queue_depth(), 1);
+    drop(gone);
+    // Its place is free again: the queue of one takes another request.
+    let waiting = h.submit(request(prompt.clone(), 4, greedy()))?;
+    assert_eq!(h.stats().cancelled_queued, 1);
+    assert_eq!(h.queue_depth(), 1);
+    drop(running);
+    let g = collect(waiting)?;
+    assert_eq!(g.usage.completion_tokens, 4);
+    wait_until("idle", || h.active() == 0)?;
+    Ok(())
+}
+
+#[test]
+fn reader_that_reads_nothing_is_cancelled_and_frees_its_slot() -> Result<()> {
+    let h = smollm_with(EngineOptions {
+        parallel: 1,
+        event_buffer: 4,
+        ..EngineOptions::default()
+    })?;
+    let prompt = reference("smollm2-135m-instruct")?[1].prompt_ids.clone();
+    let mut rx = h.submit(request(prompt, 200, greedy()))?;
+    wait_until("admission", || h.active() == 1)?;
+    wait_until("the slow reader's cancel", || h.active() == 0)?;
+    assert_eq!(h.stats().cancelled_slow_reader, 1);
+    let mut tokens = 0;
+    loop {
+        match rx.blocking_recv() {
+            Some(Event::Token { .. }) => tokens += 1,
+            Some(Event::Failed(EngineError::SlowReader { buffered: 4 })) => break,
+            other => bail!("expected tokens then SlowReader, got {other:?}"),
+        }
+    }
+    assert_eq!(tokens, 4, "exactly the buffer was generated");
+    assert!(rx.blocking_recv().is_none());
+    Ok(())
+}
+
+#[test]
+fn prefix_cache_outlives_the_slot_that_made_it() -> Result<()> {
+    // One slot: conversation A, then B, then A continued. The slot has run B since, but A's
+    // KV waits in the prefix cache.
+    let h = smollm(1, 2)?;
+    let refs = reference("smollm2-135m-instruct")?;
+    let (a, b) = (refs[2].prompt_ids.clone(), refs[3].prompt_ids.clone());
+    let first = h.generate_blocking(request(a.clone(), 6, greedy()), |_| {})?;
+    h.generate_blocking(request(b, 6, greedy()), |_| {})?;
+    let mut a2 = a.clone();
+    a2.extend_from_slice(&first.ids[..3]);
+    let g = h.generate_blocking(request(a2, 3, greedy()), |_| {})?;
+    assert!(g.usage.cached_tokens >= a.len(), "{:?}", g.usage);
+    assert_eq!(g.ids, first.ids[3..6]);
+    let s = h.stats();
+    assert!(
+        s.prefix_hits >= 1 && s.prefix_tokens_reused >= a.len() as u64,
+        "{s:?}"
+    );
+    wait_until("the step's memory figures", || {
+        h.stats().active_kv_bytes == 0
+    })?;
+    assert!(h.stats().prefix_cache_bytes > 0);
+    Ok(())
+}
+
+#[test]
+fn idle_slots_hold_no_kv_memory() -> Result<()> {
+    let h = smollm(4, 1)?;
+    wait_until("the worker", || h.active() == 0)?;
+    let s = h.stats();
+    assert_eq!((s.active_kv_bytes, s.prefix_cache_bytes), (0, 0));
     Ok(())
 }

@@ -11,9 +11,10 @@ use axum::Router;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::channel;
 use tower::ServiceExt;
 use wick::api::Tool;
+use wick::engine::EventReceiver;
 use wick::engine::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use wick::server::{AppState, Backend, CallParser, ParseEvent, ServerConfig};
 
@@ -141,7 +142,7 @@ impl Backend for ScriptedBackend {
     fn new_parser(&self, _tools: &[Tool]) -> Box<dyn CallParser> {
         Box::new(TagParser { buf: String::new() })
     }
-    fn submit(&self, mut req: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError> {
+    fn submit(&self, mut req: GenerationRequest) -> Result<EventReceiver, EngineError> {
         if self.queue_full {
             return Err(EngineError::QueueFull);
         }
@@ -153,7 +154,7 @@ impl Backend for ScriptedBackend {
             });
         }
         self.seen.submitted.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = unbounded_channel();
+        let (tx, rx) = channel(4096);
         // Stop strings end the reply before them (the real engine holds them back).
         let cut = req
             .stop_strings
@@ -175,7 +176,7 @@ impl Backend for ScriptedBackend {
                     break;
                 }
                 if fail_after == Some(n) {
-                    let _ = tx.send(Event::Failed(EngineError::Inference("boom".into())));
+                    let _ = tx.blocking_send(Event::Failed(EngineError::Inference("boom".into())));
                     return;
                 }
                 let mut piece = [0u8; 4];
@@ -187,7 +188,7 @@ impl Backend for ScriptedBackend {
                     con.advance(piece);
                 }
                 n += 1;
-                let _ = tx.send(Event::Token {
+                let _ = tx.blocking_send(Event::Token {
                     id: c as u32,
                     text: c.to_string(),
                     logprob: None,
@@ -197,7 +198,7 @@ impl Backend for ScriptedBackend {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(delay));
             }
-            let _ = tx.send(Event::Done {
+            let _ = tx.blocking_send(Event::Done {
                 finish_reason: finish,
                 usage: Usage {
                     prompt_tokens: req.prompt_ids.len(),

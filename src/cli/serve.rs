@@ -5,7 +5,9 @@
 
 use super::{ModelArgs, RuntimeArgs};
 use crate::api::Tool;
-use crate::engine::{threads, EngineError, EngineOptions, Event, GenerationRequest, Handle};
+use crate::engine::{
+    threads, EngineError, EngineOptions, EngineStats, EventReceiver, GenerationRequest, Handle,
+};
 use crate::gguf::Gguf;
 use crate::models::ResolvedModel;
 use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfig};
@@ -16,7 +18,6 @@ use crate::tokenizer::{Literals, Tokenizer};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
 use wick_parsers::{ParserSpec, ToolParser};
 
 /// Boxed so the `Command` enum stays small (clippy::large_enum_variant).
@@ -42,9 +43,26 @@ pub struct ServeArgs {
     /// from the chat template).
     #[arg(long, env = "WICK_TOOL_PARSER")]
     pub tool_parser: Option<String>,
-    /// Sequences generated at once.
-    #[arg(long, env = "WICK_PARALLEL", default_value_t = 1)]
+    /// Sequences generated at once. Their KV memory grows with the tokens they hold, so
+    /// idle slots cost nothing (docs/server.md).
+    #[arg(long, env = "WICK_PARALLEL", default_value_t = 4)]
     pub parallel: usize,
+    /// Prompt tokens prefilled per step while no other sequence decodes.
+    #[arg(long, env = "WICK_PREFILL_CHUNK", default_value_t = EngineOptions::default().prefill_chunk)]
+    pub prefill_chunk: usize,
+    /// Prompt tokens prefilled per step while other sequences decode (each step also runs
+    /// their next tokens): smaller keeps streams smooth while a long prompt is admitted,
+    /// larger finishes that prompt sooner.
+    #[arg(long, env = "WICK_PREFILL_CHUNK_DECODING", default_value_t = EngineOptions::default().prefill_chunk_decoding)]
+    pub prefill_chunk_decoding: usize,
+    /// MiB of KV kept from finished requests for prompt-prefix reuse (least recently used
+    /// dropped first); 0 turns prefix reuse off.
+    #[arg(long, env = "WICK_CACHE_RAM", default_value_t = EngineOptions::default().cache_bytes >> 20)]
+    pub cache_ram: usize,
+    /// Events a stream may leave unread; a client that falls further behind is cancelled
+    /// and its slot freed.
+    #[arg(long, env = "WICK_STREAM_BUFFER", default_value_t = EngineOptions::default().event_buffer)]
+    pub stream_buffer: usize,
     /// Requests that may wait for a free sequence; more get 429.
     #[arg(long, env = "WICK_MAX_QUEUE", default_value_t = 16)]
     pub max_queue: usize,
@@ -88,6 +106,15 @@ pub fn run(args: Args) -> crate::Result<()> {
     init_logging();
     if args.parallel == 0 {
         return Err(Error::Usage("--parallel must be at least 1".into()));
+    }
+    for (flag, v) in [
+        ("--prefill-chunk", args.prefill_chunk),
+        ("--prefill-chunk-decoding", args.prefill_chunk_decoding),
+        ("--stream-buffer", args.stream_buffer),
+    ] {
+        if v == 0 {
+            return Err(Error::Usage(format!("{flag} must be at least 1")));
+        }
     }
     let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
     let state = AppState::loading(server_config(&args, &resolved));
@@ -255,6 +282,10 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         fim = fim.as_ref().map(|f| f.0.name()),
         parallel = args.parallel,
         max_queue = args.max_queue,
+        prefill_chunk = args.prefill_chunk,
+        prefill_chunk_decoding = args.prefill_chunk_decoding,
+        cache_ram_mib = args.cache_ram,
+        stream_buffer = args.stream_buffer,
         "engine settings"
     );
     let handle = Handle::start(
@@ -264,6 +295,10 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
             parallel: args.parallel,
             max_queue: args.max_queue,
             ctx_size: ctx,
+            prefill_chunk: args.prefill_chunk,
+            prefill_chunk_decoding: args.prefill_chunk_decoding,
+            cache_bytes: args.cache_ram.saturating_mul(1 << 20),
+            event_buffer: args.stream_buffer,
         },
     )?;
     Ok(Arc::new(ModelBackend {
@@ -371,8 +406,12 @@ impl Backend for ModelBackend {
         })
     }
 
-    fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError> {
+    fn submit(&self, request: GenerationRequest) -> Result<EventReceiver, EngineError> {
         self.handle.submit(request)
+    }
+
+    fn engine_stats(&self) -> EngineStats {
+        self.handle.stats()
     }
 
     fn queue_depth(&self) -> usize {

@@ -1,37 +1,109 @@
 //! `Handle`: the cheap, cloneable front of the engine. It validates a request, admits it to
 //! the bounded queue (or fails fast with `QueueFull` / `ContextLengthExceeded`), and returns
 //! the receiving end of that request's event channel. It also starts and stops the worker.
-//! Input: `GenerationRequest`. Output: `UnboundedReceiver<Event>`.
+//! Input: `GenerationRequest`. Output: an `EventReceiver` (bounded, see `event_buffer`).
 //! Must not depend on axum, minijinja, api or parsers.
 
 use super::worker::{self, Job};
-use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
+use super::{EngineError, Event, EventReceiver, FinishReason, GenerationRequest, Usage};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::channel;
 
 /// How the engine is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Sequences decoded together (slots, each with its own KV cache).
+    /// Sequences decoded together (slots). Their KV memory grows with the tokens they
+    /// hold, so an idle slot costs nothing.
     pub parallel: usize,
     /// Requests that may wait for a slot; more get `QueueFull`.
     pub max_queue: usize,
-    /// Tokens per sequence (prompt + generated); each slot's KV cache holds this many.
+    /// Tokens per sequence (prompt + generated): the most one sequence's KV may hold.
     pub ctx_size: usize,
+    /// Prompt tokens prefilled in one step while no other sequence decodes.
+    pub prefill_chunk: usize,
+    /// At most this many prompt tokens are prefilled in one step while other sequences
+    /// decode: each step runs the decoding sequences' next tokens and a prompt chunk in one
+    /// batch, sized by `pacer` so the step takes ~2.5x a decode-only step (a long prompt
+    /// slows the streams by a bounded factor instead of stalling them).
+    pub prefill_chunk_decoding: usize,
+    /// Bytes of KV kept from finished sequences for prefix reuse (least recently used
+    /// dropped first); 0 keeps none.
+    pub cache_bytes: usize,
+    /// Events a request's receiver may leave unread; one more and the request is
+    /// cancelled with `EngineError::SlowReader` (the worker never waits for a reader).
+    pub event_buffer: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            parallel: 1,
+            parallel: 4,
             max_queue: 16,
             ctx_size: 4096,
+            prefill_chunk: 512,
+            prefill_chunk_decoding: 64,
+            cache_bytes: 512 << 20,
+            event_buffer: 1024,
+        }
+    }
+}
+
+/// Counters and gauges of the engine, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Admitted requests that looked for a cached prefix, and those that found one.
+    pub prefix_lookups: u64,
+    pub prefix_hits: u64,
+    /// Prompt tokens whose KV was reused instead of computed.
+    pub prefix_tokens_reused: u64,
+    /// Bytes of KV held by the prefix cache now, and by the running sequences.
+    pub prefix_cache_bytes: u64,
+    pub active_kv_bytes: u64,
+    /// Requests cancelled because the client left while queued, while its prompt was
+    /// being prefilled, or while it decoded; and those cancelled for not reading.
+    pub cancelled_queued: u64,
+    pub cancelled_prefill: u64,
+    pub cancelled_decode: u64,
+    pub cancelled_slow_reader: u64,
+}
+
+/// The atomics behind `EngineStats` (written by the worker, read at scrape time).
+#[derive(Default)]
+pub(crate) struct StatCounters {
+    pub prefix_lookups: AtomicU64,
+    pub prefix_hits: AtomicU64,
+    pub prefix_tokens_reused: AtomicU64,
+    pub prefix_cache_bytes: AtomicU64,
+    pub active_kv_bytes: AtomicU64,
+    pub cancelled_queued: AtomicU64,
+    pub cancelled_prefill: AtomicU64,
+    pub cancelled_decode: AtomicU64,
+    pub cancelled_slow_reader: AtomicU64,
+}
+
+impl StatCounters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> EngineStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EngineStats {
+            prefix_lookups: r(&self.prefix_lookups),
+            prefix_hits: r(&self.prefix_hits),
+            prefix_tokens_reused: r(&self.prefix_tokens_reused),
+            prefix_cache_bytes: r(&self.prefix_cache_bytes),
+            active_kv_bytes: r(&self.active_kv_bytes),
+            cancelled_queued: r(&self.cancelled_queued),
+            cancelled_prefill: r(&self.cancelled_prefill),
+            cancelled_decode: r(&self.cancelled_decode),
+            cancelled_slow_reader: r(&self.cancelled_slow_reader),
         }
     }
 }
@@ -45,6 +117,7 @@ pub(crate) struct Shared {
     /// Mirrors of `QueueState` for lock-free reads (`queue_depth`, `active`, worker polls).
     pub queued: AtomicUsize,
     pub active: AtomicUsize,
+    pub stats: StatCounters,
 }
 
 pub(crate) struct QueueState {
@@ -59,6 +132,18 @@ impl Shared {
         // A poisoned lock means a thread panicked while holding it; the queue itself is
         // still consistent (every mutation is a single push/pop/assignment).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the queued jobs whose client has gone, so they neither wait for a slot nor
+    /// count toward `max_queue`. Called with the lock held.
+    pub fn drop_gone_jobs(&self, st: &mut QueueState) {
+        let before = st.jobs.len();
+        st.jobs.retain(|j| !j.tx.is_closed());
+        let gone = before - st.jobs.len();
+        if gone > 0 {
+            StatCounters::add(&self.stats.cancelled_queued, gone as u64);
+            self.queued.store(st.jobs.len(), Ordering::Release);
+        }
     }
 }
 
@@ -103,6 +188,9 @@ impl Handle {
     ) -> Result<Handle, EngineError> {
         let opts = EngineOptions {
             parallel: opts.parallel.max(1),
+            prefill_chunk: opts.prefill_chunk.max(1),
+            prefill_chunk_decoding: opts.prefill_chunk_decoding.max(1),
+            event_buffer: opts.event_buffer.max(1),
             ..opts
         };
         let shared = Arc::new(Shared {
@@ -115,6 +203,7 @@ impl Handle {
             opts,
             queued: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
+            stats: StatCounters::default(),
         });
         let join = worker::spawn(model, tokenizer.clone(), shared.clone())?;
         Ok(Handle {
@@ -128,7 +217,7 @@ impl Handle {
 
     /// Admits a request. Fails at once, without queueing, when the prompt is empty, when
     /// prompt + max_tokens exceeds the context, or when the queue is full.
-    pub fn submit(&self, req: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError> {
+    pub fn submit(&self, req: GenerationRequest) -> Result<EventReceiver, EngineError> {
         let shared = &self.inner.shared;
         let ctx = shared.opts.ctx_size;
         if req.prompt_ids.is_empty() {
@@ -141,11 +230,13 @@ impl Handle {
                 ctx,
             });
         }
-        let (tx, rx) = unbounded_channel();
+        // One place more than the buffer: the worker keeps it for the final event.
+        let (tx, rx) = channel(shared.opts.event_buffer + 1);
         let mut st = shared.lock();
         if st.shutdown {
             return Err(EngineError::WorkerStopped);
         }
+        shared.drop_gone_jobs(&mut st);
         // Requests up to the number of free slots start right away; `max_queue` more wait.
         let free = shared.opts.parallel.saturating_sub(st.busy);
         if st.jobs.len() >= shared.opts.max_queue + free {
@@ -226,6 +317,11 @@ impl Handle {
 
     pub fn options(&self) -> EngineOptions {
         self.inner.shared.opts
+    }
+
+    /// Prefix-cache and cancellation counters, KV memory in use.
+    pub fn stats(&self) -> EngineStats {
+        self.inner.shared.stats.snapshot()
     }
 
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {

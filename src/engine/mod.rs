@@ -3,21 +3,31 @@
 //! Input: `GenerationRequest` (token ids + sampling + stop rules). Output: `Event`s.
 //! Must not depend on axum, minijinja, api or parsers.
 //!
-//! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the decode loop),
-//! `slot.rs` (per-sequence KV + prefix reuse), `sampler.rs`, `stop.rs` (stop ids, stop
-//! strings, length), `threads.rs` (CPU pools). Text comes from `tokenizer::detok`.
+//! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the step loop:
+//! chunked prefill interleaved with decode), `slot.rs` (one active sequence),
+//! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `pacer.rs` (how
+//! much prompt a step may run beside decode), `sampler.rs`,
+//! `stop.rs` (stop ids, stop strings, length), `threads.rs` (CPU pools). Text comes from
+//! `tokenizer::detok`.
 //! The types below are the seam the server codes against.
 
 use thiserror::Error;
 
 mod handle;
+mod pacer;
+mod prefix_cache;
 pub mod sampler;
 mod slot;
 pub mod stop;
 pub mod threads;
 mod worker;
 
-pub use handle::{EngineOptions, Generation, Handle};
+pub use handle::{EngineOptions, EngineStats, Generation, Handle};
+
+/// The receiving end of one request's events. Bounded (`EngineOptions::event_buffer`):
+/// the worker never waits on it; a reader that falls that far behind is cancelled with
+/// `EngineError::SlowReader`.
+pub type EventReceiver = tokio::sync::mpsc::Receiver<Event>;
 
 /// Sampling settings. `temperature == 0` means greedy (argmax, ties to the lower id).
 #[derive(Debug, Clone, PartialEq)]
@@ -142,4 +152,10 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The client read nothing while `buffered` events waited for it: the request was
+    /// cancelled so that it holds no slot and no memory.
+    #[error(
+        "the client did not read the stream ({buffered} events waiting); generation was cancelled"
+    )]
+    SlowReader { buffered: usize },
 }

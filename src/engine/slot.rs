@@ -1,6 +1,6 @@
-//! A slot: one sequence's KV cache and the tokens whose K/V it holds, plus the state of the
-//! request decoding in it (if any). A finished slot keeps its tokens and KV so that a later
-//! request with the same prefix only prefills the rest.
+//! A slot: one active sequence, its KV cache and the tokens whose K/V it holds, and the
+//! state of the request in it: first prefilling its prompt chunk by chunk, then decoding.
+//! When the request ends, its KV goes to the prefix cache and the slot is empty again.
 //! Input: admitted requests. Output: none by itself (the worker drives it).
 //! Must not depend on the server or HTTP types.
 
@@ -11,11 +11,12 @@ use crate::model::KvCache;
 use crate::tokenizer::detok::Detokenizer;
 use candle_core::Tensor;
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
-/// One request being decoded in a slot.
+/// One request in a slot.
 pub(crate) struct Sequence {
-    pub tx: UnboundedSender<Event>,
+    pub tx: Sender<Event>,
+    pub prompt: Vec<u32>,
     pub stop_ids: StopIds,
     pub stop_strings: StopStrings,
     pub detok: Detokenizer,
@@ -24,19 +25,23 @@ pub(crate) struct Sequence {
     pub constraint: Option<Box<dyn Constraint>>,
     pub usage: Usage,
     pub submitted: Instant,
+    /// Admission order: prefill goes to the shortest remaining prompt, ties to the oldest.
+    pub admitted: u64,
     pub first_token_at: Option<Instant>,
     pub last_token_at: Option<Instant>,
-    /// Logits for the next token (from the prefill or the last decode step).
+    /// Logits for the next token (once the prompt is prefilled, then after each step).
     pub logits: Option<Tensor>,
 }
 
 #[derive(Default)]
 pub(crate) struct Slot {
-    /// Created on first use, so idle slots cost no memory.
+    /// Present while a request runs here.
     pub cache: Option<KvCache>,
     /// The tokens whose K/V are in `cache`, in order.
     pub tokens: Vec<u32>,
     pub seq: Option<Sequence>,
+    /// The tokens this step runs for the slot: a decode token or a prompt chunk (reused).
+    pub input: Vec<u32>,
     /// Kept across requests for its buffers.
     pub sampler: Sampler,
 }
@@ -46,38 +51,30 @@ impl Slot {
         self.seq.is_none()
     }
 
-    /// Forgets the cached tokens (after a failed forward the KV may be inconsistent).
-    pub fn clear_cache(&mut self) {
-        self.tokens.clear();
-        if let Some(c) = self.cache.as_mut() {
-            c.truncate(0);
-        }
+    /// Prompt tokens not yet run (0 once decoding).
+    pub fn prompt_left(&self) -> usize {
+        self.seq
+            .as_ref()
+            .map_or(0, |s| s.prompt.len().saturating_sub(self.tokens.len()))
+    }
+
+    /// Decoding: the prompt is in the cache and there are logits to sample from.
+    pub fn is_decoding(&self) -> bool {
+        self.seq.as_ref().is_some_and(|s| s.logits.is_some())
     }
 }
 
-/// Length of the common prefix of two token sequences.
-pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// The free slot whose cached tokens share the longest prefix with `prompt`, and how many
-/// prompt tokens can be reused. At least one prompt token is always left to run, because the
-/// logits of the last prompt token are needed. Ties go to the lowest slot index.
-pub(crate) fn pick_slot<'a>(
-    slots: impl Iterator<Item = (bool, &'a [u32])>,
-    prompt: &[u32],
-) -> Option<(usize, usize)> {
-    let mut best: Option<(usize, usize)> = None;
-    for (i, (free, tokens)) in slots.enumerate() {
-        if !free {
-            continue;
-        }
-        let reuse = common_prefix(tokens, prompt).min(prompt.len().saturating_sub(1));
-        if best.is_none_or(|(_, r)| reuse > r) {
-            best = Some((i, reuse));
-        }
+/// How many prompt tokens of a slot to run this step, given `budget` tokens left in the
+/// step. A prompt is never left with exactly one token to run while more were allowed:
+/// a one-token step uses the decode step's summation order, so a chunked prefill would
+/// not equal a whole one.
+pub(crate) fn chunk_len(left: usize, budget: usize) -> usize {
+    let n = left.min(budget);
+    match left - n {
+        1 if n > 1 => n - 1,
+        1 => left,
+        _ => n,
     }
-    best
 }
 
 #[cfg(test)]
@@ -85,24 +82,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picks_free_slot_with_longest_prefix() {
-        let a: &[u32] = &[1, 2, 3, 4];
-        let b: &[u32] = &[1, 2, 9];
-        let empty: &[u32] = &[];
-        type Case<'a> = (&'a [(bool, &'a [u32])], &'a [u32], Option<(usize, usize)>);
-        let cases: &[Case] = &[
-            (&[(true, empty), (true, a)], &[1, 2, 3, 5], Some((1, 3))),
-            (&[(true, b), (false, a)], &[1, 2, 3, 5], Some((0, 2))),
-            (&[(false, a)], &[1], None),
-            // the whole prompt is cached: still leave the last token to run
-            (&[(true, a)], &[1, 2, 3, 4], Some((0, 3))),
-            (&[(true, a)], &[1, 2], Some((0, 1))),
-            (&[(true, empty), (true, empty)], &[7, 8], Some((0, 0))),
-            (&[(true, a), (true, a)], &[1, 2, 3, 4, 5], Some((0, 4))),
+    fn chunks_never_leave_a_single_prompt_token() {
+        // (left, budget) -> chunk
+        let cases = [
+            ((10, 4), 4),
+            ((5, 4), 3),
+            ((2, 1), 2),
+            ((1, 4), 1),
+            ((4, 4), 4),
+            ((600, 512), 512),
+            ((513, 512), 511),
+            ((3, 0), 0),
         ];
-        for (slots, prompt, want) in cases {
-            let got = pick_slot(slots.iter().map(|(f, t)| (*f, *t)), prompt);
-            assert_eq!(got, *want, "{slots:?} {prompt:?}");
+        for ((left, budget), want) in cases {
+            assert_eq!(chunk_len(left, budget), want, "{left} {budget}");
         }
     }
 }

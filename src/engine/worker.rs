@@ -1,31 +1,37 @@
-//! The worker thread: owns the model and every slot's KV cache, takes requests from the
-//! bounded queue into free slots (reusing the longest cached prefix), and decodes all active
-//! slots together, one token per slot per step, round-robin. Each step it checks whether a
-//! request's receiver is gone and frees that slot within one token.
+//! The worker thread: owns the model, the active slots and the prefix cache. It takes
+//! requests from the bounded queue into free slots and runs steps. One step samples the
+//! next token of every decoding slot, then runs those tokens together with a chunk of the
+//! prompts still being prefilled, in one batch: a long prompt advances a chunk per step
+//! while the other streams keep decoding, instead of stalling them for its whole prefill.
+//! Before each step every request whose client is gone is cancelled and its slot freed,
+//! whether it is decoding, prefilling or still queued.
 //! Input: `Job`s from the queue in `handle::Shared`. Output: `Event`s on each job's channel.
-//! Must not depend on axum, minijinja, api or parsers; never blocks on a client (channels
-//! are unbounded) and never panics on bad input (a model error fails that request only).
+//! Must not depend on axum, minijinja, api or parsers; never blocks on a client (a reader
+//! too far behind is cancelled, see `EngineOptions::event_buffer`) and never panics on bad
+//! input (a model error fails that request only).
 
-use super::handle::Shared;
+use super::handle::{Shared, StatCounters};
+use super::pacer::Pacer;
+use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
-use super::slot::{pick_slot, Sequence, Slot};
+use super::slot::{chunk_len, Sequence, Slot};
 use super::stop::{length_limit, StopIds, StopStrings};
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
 use crate::tokenizer::detok::Detokenizer;
 use crate::tokenizer::Tokenizer;
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Storage, Tensor};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 /// A request waiting in the queue.
 pub(crate) struct Job {
     pub req: GenerationRequest,
-    pub tx: UnboundedSender<Event>,
+    pub tx: Sender<Event>,
     pub submitted: Instant,
 }
 
@@ -39,13 +45,16 @@ pub(crate) fn spawn(
     let mut w = Worker {
         model,
         tokenizer,
+        prefix_cache: PrefixCache::new(shared.opts.cache_bytes),
+        pacer: Pacer::default(),
         shared,
         slots,
         eog,
+        admitted: 0,
         logits_buf: Vec::new(),
         piece: String::new(),
-        next: Vec::new(),
-        batch_tokens: Vec::new(),
+        order: Vec::new(),
+        lens: Vec::new(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -58,30 +67,48 @@ struct Worker {
     tokenizer: Arc<Tokenizer>,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
+    prefix_cache: PrefixCache,
+    pacer: Pacer,
     eog: Vec<u32>,
+    /// Requests admitted so far (orders the prefill).
+    admitted: u64,
     /// Logits copied off a non-CPU device (reused).
     logits_buf: Vec<f32>,
     /// Newly completed UTF-8 text of one token (reused).
     piece: String,
-    /// (slot, token) pairs to run at the end of this step, in slot order (reused).
-    next: Vec<(usize, u32)>,
-    /// The tokens of `next` (reused).
-    batch_tokens: Vec<u32>,
+    /// Prefilling slots, shortest prompt left first (reused).
+    order: Vec<usize>,
+    /// Cache lengths before a step, to undo a failed batch (reused).
+    lens: Vec<usize>,
+}
+
+/// Why a request ended without `Done`/`Failed` of its own making.
+#[derive(Clone, Copy)]
+enum Cancel {
+    ClientGone,
+    SlowReader,
 }
 
 impl Worker {
     fn run(&mut self) {
         while self.admit_waiting() {
-            // Sample one token for every active slot, then run all the new tokens.
-            self.next.clear();
+            self.cancel_gone_clients();
+            // Sample the next token of every decoding slot; it becomes the slot's input.
             for i in 0..self.slots.len() {
-                if self.slots[i].seq.is_some() {
+                self.slots[i].input.clear();
+                if self.slots[i].is_decoding() {
                     if let Some(id) = self.sample_and_emit(i) {
-                        self.next.push((i, id));
+                        self.slots[i].input.push(id);
                     }
                 }
             }
-            self.run_next();
+            let decode_rows = self.slots.iter().filter(|s| !s.input.is_empty()).count();
+            let prefill = self.plan_prefill(decode_rows > 0);
+            let started = Instant::now();
+            self.run_step();
+            self.pacer
+                .record(decode_rows, prefill, started.elapsed().as_secs_f64());
+            self.publish_memory();
         }
     }
 
@@ -94,13 +121,20 @@ impl Worker {
     fn admit_waiting(&mut self) -> bool {
         loop {
             let active = self.active_count();
-            if active == self.slots.len()
-                || (active > 0 && self.shared.queued.load(Ordering::Acquire) == 0)
-            {
+            if active == self.slots.len() {
+                if self.shared.queued.load(Ordering::Acquire) > 0 {
+                    // Gone clients must not keep their queue places while all slots run.
+                    let mut st = self.shared.lock();
+                    self.shared.drop_gone_jobs(&mut st);
+                }
+                return true;
+            }
+            if active > 0 && self.shared.queued.load(Ordering::Acquire) == 0 {
                 return true;
             }
             let job = {
                 let mut st = self.shared.lock();
+                self.shared.drop_gone_jobs(&mut st);
                 loop {
                     if let Some(j) = st.jobs.pop_front() {
                         st.busy += 1;
@@ -115,6 +149,7 @@ impl Worker {
                         return false;
                     }
                     st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    self.shared.drop_gone_jobs(&mut st);
                 }
             };
             match job {
@@ -124,170 +159,222 @@ impl Worker {
         }
     }
 
-    /// A slot stopped decoding (or never started): let the queue know.
+    /// A slot stopped running a request (or never started): let the queue know.
     fn release(&self) {
         let mut st = self.shared.lock();
         st.busy = st.busy.saturating_sub(1);
         self.shared.active.store(st.busy, Ordering::Release);
     }
 
-    /// Puts a job into the best free slot and prefills the part of its prompt not cached.
+    /// Puts a job into a free slot with the KV of its longest cached prefix. Its prompt is
+    /// prefilled by the following steps.
     fn admit(&mut self, job: Job) {
         if job.tx.is_closed() {
+            StatCounters::add(&self.shared.stats.cancelled_queued, 1);
             self.release();
             return;
         }
-        let prompt = &job.req.prompt_ids;
-        let picked = pick_slot(
-            self.slots
-                .iter()
-                .map(|s| (s.is_free(), s.tokens.as_slice())),
-            prompt,
-        );
-        let Some((i, reuse)) = picked else {
+        let Some(i) = self.slots.iter().position(Slot::is_free) else {
             // Cannot happen: admit_waiting only takes a job when a slot is free.
             let _ = job
                 .tx
-                .send(Event::Failed(EngineError::Inference("no free slot".into())));
+                .try_send(Event::Failed(EngineError::Inference("no free slot".into())));
             self.release();
             return;
         };
-        let ctx = self.shared.opts.ctx_size;
-        let slot = &mut self.slots[i];
-        let cache = match slot.cache.take() {
-            Some(c) => Ok(c),
-            None => self.model.new_cache(ctx),
+        let prompt = &job.req.prompt_ids;
+        let stats = &self.shared.stats;
+        StatCounters::add(&stats.prefix_lookups, 1);
+        let (cache, reuse) = match self.prefix_cache.lookup(prompt) {
+            Ok(Some(hit)) => {
+                StatCounters::add(&stats.prefix_hits, 1);
+                StatCounters::add(&stats.prefix_tokens_reused, hit.reuse as u64);
+                (Ok(hit.cache), hit.reuse)
+            }
+            Ok(None) => (self.model.new_cache(self.shared.opts.ctx_size), 0),
+            Err(e) => (Err(e), 0),
         };
-        let mut cache = match cache {
+        // The whole prompt's room at once: a long prefill grows the buffers once.
+        let cache = cache.and_then(|mut c| c.reserve(prompt.len()).map(|()| c));
+        let cache = match cache {
             Ok(c) => c,
             Err(e) => {
                 let _ = job
                     .tx
-                    .send(Event::Failed(EngineError::Inference(e.to_string())));
+                    .try_send(Event::Failed(EngineError::Inference(e.to_string())));
                 self.release();
                 return;
             }
         };
-        // The cache and the token list must agree; if they ever do not, start over.
-        let reuse = if cache.len() == slot.tokens.len() {
-            reuse
-        } else {
-            0
-        };
-        cache.truncate(reuse);
-        slot.tokens.truncate(reuse);
-        let result = forward(self.model.as_ref(), &prompt[reuse..], &mut cache);
-        slot.cache = Some(cache);
-        let logits = match result {
-            Ok(l) => l,
-            Err(e) => {
-                slot.clear_cache();
-                let _ = job.tx.send(Event::Failed(e));
-                self.release();
-                return;
-            }
-        };
-        slot.tokens.extend_from_slice(&prompt[reuse..]);
         let Job { req, tx, submitted } = job;
+        self.admitted += 1;
+        let slot = &mut self.slots[i];
+        slot.tokens.clear();
+        slot.tokens.extend_from_slice(&req.prompt_ids[..reuse]);
+        slot.cache = Some(cache);
         slot.sampler.reset(req.sampling);
         slot.seq = Some(Sequence {
             tx,
+            usage: Usage {
+                prompt_tokens: req.prompt_ids.len(),
+                completion_tokens: 0,
+                cached_tokens: reuse,
+            },
+            prompt: req.prompt_ids,
             stop_ids: StopIds::new(&self.eog, &req.stop_ids),
             stop_strings: StopStrings::new(req.stop_strings),
             detok: Detokenizer::new(),
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
             constraint: req.constraint,
-            usage: Usage {
-                prompt_tokens: req.prompt_ids.len(),
-                completion_tokens: 0,
-                cached_tokens: reuse,
-            },
             submitted,
+            admitted: self.admitted,
             first_token_at: None,
             last_token_at: None,
-            logits: Some(logits),
+            logits: None,
         });
-        // max_tokens == 0: nothing to generate, but the prompt is now cached.
-        if req.max_tokens == 0 {
-            self.finish(i, FinishReason::Length, String::new());
+    }
+
+    /// Cancels every running request whose client has gone (checked once a step, so a
+    /// prompt being prefilled gives up its slot after at most one chunk).
+    fn cancel_gone_clients(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].seq.as_ref().is_some_and(|s| s.tx.is_closed()) {
+                self.cancel(i, Cancel::ClientGone);
+            }
         }
     }
 
-    /// Runs the tokens sampled this step: one batched call when several slots decode (the
-    /// model may run them together), else one call per slot.
-    fn run_next(&mut self) {
-        if self.next.len() > 1 && self.run_batch() {
-            return;
-        }
-        for k in 0..self.next.len() {
-            let (i, id) = self.next[k];
+    /// Fills `input` of the prefilling slots with their next prompt chunk: the step's
+    /// budget goes to the shortest prompts first (a short chat is not held behind a long
+    /// prompt), and is paced while other slots decode so their next token is delayed by a
+    /// bounded factor (`pacer`). Returns the prompt tokens planned.
+    fn plan_prefill(&mut self, decoding: bool) -> usize {
+        let opts = &self.shared.opts;
+        let mut budget = if decoding {
+            self.pacer.budget(opts.prefill_chunk_decoding)
+        } else {
+            opts.prefill_chunk
+        };
+        let mut planned = 0;
+        self.order.clear();
+        self.order.extend(
+            (0..self.slots.len())
+                .filter(|&i| !self.slots[i].is_free() && self.slots[i].prompt_left() > 0),
+        );
+        let slots = &self.slots;
+        self.order.sort_by_key(|&i| {
+            let admitted = slots[i].seq.as_ref().map_or(0, |s| s.admitted);
+            (slots[i].prompt_left(), admitted)
+        });
+        for &i in &self.order {
             let slot = &mut self.slots[i];
-            let (Some(cache), Some(seq)) = (slot.cache.as_mut(), slot.seq.as_mut()) else {
-                self.fail(i, EngineError::Inference("slot has no KV cache".into()));
+            let n = chunk_len(slot.prompt_left(), budget);
+            if n == 0 {
+                break;
+            }
+            budget = budget.saturating_sub(n);
+            let Some(seq) = slot.seq.as_ref() else {
                 continue;
             };
-            match forward(self.model.as_ref(), &[id], cache) {
-                Ok(l) => {
-                    slot.tokens.push(id);
-                    seq.logits = Some(l);
+            let at = slot.tokens.len();
+            slot.input.extend_from_slice(&seq.prompt[at..at + n]);
+            planned += n;
+        }
+        planned
+    }
+
+    /// Runs every slot's `input` in one batch; on failure, undoes it and runs each slot
+    /// alone so only the request that fails is failed.
+    fn run_step(&mut self) {
+        let parts = self.slots.iter().filter(|s| !s.input.is_empty()).count();
+        if parts == 0 {
+            return;
+        }
+        self.lens.clear();
+        self.lens.extend(
+            self.slots
+                .iter()
+                .map(|s| s.cache.as_ref().map_or(0, KvCache::len)),
+        );
+        let result = {
+            let mut tokens: Vec<&[u32]> = Vec::with_capacity(parts);
+            let mut caches: Vec<&mut KvCache> = Vec::with_capacity(parts);
+            for s in self.slots.iter_mut().filter(|s| !s.input.is_empty()) {
+                if let Some(c) = s.cache.as_mut() {
+                    tokens.push(&s.input);
+                    caches.push(c);
                 }
-                Err(e) => self.fail(i, e),
+            }
+            if caches.len() == parts {
+                forward_seqs(self.model.as_ref(), &tokens, &mut caches)
+            } else {
+                Err(EngineError::Inference("slot has no KV cache".into()))
+            }
+        };
+        match result {
+            Ok(logits) => {
+                let mut k = 0;
+                for i in 0..self.slots.len() {
+                    if !self.slots[i].input.is_empty() {
+                        let row = logits
+                            .get(k)
+                            .map_err(|e| EngineError::Inference(e.to_string()));
+                        self.after_step(i, row);
+                        k += 1;
+                    }
+                }
+            }
+            Err(_) if parts > 1 => {
+                for i in 0..self.slots.len() {
+                    if let Some(c) = self.slots[i].cache.as_mut() {
+                        c.truncate(self.lens[i]);
+                    }
+                }
+                for i in 0..self.slots.len() {
+                    if self.slots[i].input.is_empty() {
+                        continue;
+                    }
+                    let slot = &mut self.slots[i];
+                    let row = match slot.cache.as_mut() {
+                        Some(c) => forward_seqs(self.model.as_ref(), &[&slot.input], &mut [c])
+                            .and_then(|l| {
+                                l.get(0).map_err(|e| EngineError::Inference(e.to_string()))
+                            }),
+                        None => Err(EngineError::Inference("slot has no KV cache".into())),
+                    };
+                    self.after_step(i, row);
+                }
+            }
+            Err(e) => {
+                if let Some(i) = self.slots.iter().position(|s| !s.input.is_empty()) {
+                    self.fail(i, e);
+                }
             }
         }
     }
 
-    /// `forward_batch` over the slots in `next`. On failure every cache is put back as it
-    /// was and false is returned, so the per-slot path can tell which request failed.
-    fn run_batch(&mut self) -> bool {
-        self.batch_tokens.clear();
-        self.batch_tokens
-            .extend(self.next.iter().map(|&(_, id)| id));
-        // `next` is in slot order: walk the slots once to borrow each cache mutably.
-        let mut caches: Vec<&mut KvCache> = Vec::with_capacity(self.next.len());
-        let mut want = self.next.iter().map(|&(i, _)| i).peekable();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if want.peek() == Some(&i) {
-                want.next();
-                match slot.cache.as_mut() {
-                    Some(c) => caches.push(c),
-                    None => return false,
-                }
-            }
-        }
-        let lens: Vec<usize> = caches.iter().map(|c| c.len()).collect();
-        let model = self.model.as_ref();
-        let tokens = &self.batch_tokens;
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            // Off a GPU in one copy for the whole step (per row, it would sync once each);
-            // on the CPU this is a clone of the handle.
-            model
-                .forward_batch(tokens, &mut caches)
-                .and_then(|l| Ok(l.to_device(&Device::Cpu)?))
-        }));
-        let logits = match result {
-            Ok(Ok(l)) => l,
-            _ => {
-                for (c, &len) in caches.iter_mut().zip(&lens) {
-                    c.truncate(len);
-                }
-                return false;
-            }
+    /// Books slot `i`'s step: its input is now cached; `row` is the logits of its last
+    /// token, kept once the prompt is done.
+    fn after_step(&mut self, i: usize, row: Result<Tensor, EngineError>) {
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => return self.fail(i, e),
         };
-        drop(caches);
-        for (k, &(i, id)) in self.next.iter().enumerate() {
-            let slot = &mut self.slots[i];
-            let row = logits.get(k);
-            match (row, slot.seq.as_mut()) {
-                (Ok(row), Some(seq)) => {
-                    slot.tokens.push(id);
-                    seq.logits = Some(row);
-                }
-                // Cannot happen for a [n, vocab] result; drop the slot's cache to be safe.
-                _ => slot.clear_cache(),
-            }
+        let slot = &mut self.slots[i];
+        slot.tokens.extend_from_slice(&slot.input);
+        slot.input.clear();
+        if slot.prompt_left() > 0 {
+            return;
         }
-        true
+        let Some(seq) = slot.seq.as_mut() else {
+            return;
+        };
+        seq.logits = Some(row);
+        // max_tokens == 0: nothing to generate, but the prompt is now cached.
+        if seq.max_tokens == 0 {
+            self.finish(i, FinishReason::Length, String::new());
+        }
     }
 
     /// One decode step of slot `i`: sample, emit, check the stop rules. Returns the token to
@@ -303,8 +390,9 @@ impl Worker {
         } = self;
         let slot = &mut slots[i];
         let seq = slot.seq.as_mut()?;
-        if seq.tx.is_closed() {
-            self.finish(i, FinishReason::Cancelled, String::new());
+        // One place is kept for the final event; a token needs one more.
+        if seq.tx.capacity() < 2 {
+            self.cancel(i, Cancel::SlowReader);
             return None;
         }
         let Some(logits) = seq.logits.take() else {
@@ -350,7 +438,9 @@ impl Worker {
         piece.clear();
         // Control tokens (e.g. <|im_start|>) give no text.
         seq.detok.push_piece(bytes, tokenizer.is_control(id), piece);
-        let mut text = String::with_capacity(piece.len());
+        // The event owns its text; this is the one allocation per token, and only when
+        // there is text to send.
+        let mut text = String::new();
         let stopped = seq.stop_strings.push(piece, &mut text);
         let finish = if stopped || seq.constraint.as_ref().is_some_and(|c| c.is_complete()) {
             Some(FinishReason::Stop)
@@ -367,7 +457,8 @@ impl Worker {
             seq.detok.finish_into(&mut text);
             seq.stop_strings.flush(&mut text);
         }
-        let _ = seq.tx.send(Event::Token {
+        // Cannot be full (checked above); a closed channel is seen before the next step.
+        let _ = seq.tx.try_send(Event::Token {
             id,
             text,
             logprob: sampled.logprob,
@@ -389,11 +480,42 @@ impl Worker {
         self.finish(i, reason, tail);
     }
 
-    /// Frees slot `i` (keeping its tokens and KV) and sends `Done` unless cancelled.
-    fn finish(&mut self, i: usize, reason: FinishReason, tail: String) {
-        let Some(seq) = self.slots[i].seq.take() else {
+    /// Ends the request in slot `i` without `Done`: counts why, tells a slow reader (in the
+    /// place kept for it), and frees the slot.
+    fn cancel(&mut self, i: usize, why: Cancel) {
+        let stats = &self.shared.stats;
+        let Some(seq) = self.slots[i].seq.as_ref() else {
             return;
         };
+        match why {
+            Cancel::SlowReader => {
+                StatCounters::add(&stats.cancelled_slow_reader, 1);
+                let buffered = self.shared.opts.event_buffer;
+                let _ = seq
+                    .tx
+                    .try_send(Event::Failed(EngineError::SlowReader { buffered }));
+            }
+            Cancel::ClientGone if seq.logits.is_none() => {
+                StatCounters::add(&stats.cancelled_prefill, 1)
+            }
+            Cancel::ClientGone => StatCounters::add(&stats.cancelled_decode, 1),
+        }
+        self.finish(i, FinishReason::Cancelled, String::new());
+    }
+
+    /// Frees slot `i`, moving its KV (what was run so far, even of a cancelled prompt) to
+    /// the prefix cache, and sends `Done` unless cancelled.
+    fn finish(&mut self, i: usize, reason: FinishReason, tail: String) {
+        let slot = &mut self.slots[i];
+        let Some(seq) = slot.seq.take() else {
+            return;
+        };
+        slot.input.clear();
+        if let Some(cache) = slot.cache.take() {
+            self.prefix_cache
+                .insert(std::mem::take(&mut slot.tokens), cache);
+        }
+        slot.tokens.clear();
         // Release before `Done`: whoever receives it must already see the slot free.
         self.release();
         if reason != FinishReason::Cancelled {
@@ -407,7 +529,8 @@ impl Worker {
                 }
                 _ => 0.0,
             };
-            let _ = seq.tx.send(Event::Done {
+            // The place kept for the final event is free: this cannot be full.
+            let _ = seq.tx.try_send(Event::Done {
                 finish_reason: reason,
                 usage: seq.usage,
                 time_to_first_token: ttft,
@@ -420,18 +543,47 @@ impl Worker {
     /// Fails the request in slot `i`; its KV may be inconsistent, so it is dropped.
     fn fail(&mut self, i: usize, e: EngineError) {
         let slot = &mut self.slots[i];
-        slot.clear_cache();
+        slot.cache = None;
+        slot.tokens.clear();
+        slot.input.clear();
         if let Some(seq) = slot.seq.take() {
             self.release();
-            let _ = seq.tx.send(Event::Failed(e));
+            let _ = seq.tx.try_send(Event::Failed(e));
         }
+    }
+
+    /// KV memory gauges for `/metrics` (once a step: a few additions).
+    fn publish_memory(&self) {
+        let active: usize = self
+            .slots
+            .iter()
+            .filter_map(|s| s.cache.as_ref().map(KvCache::bytes))
+            .sum();
+        let stats = &self.shared.stats;
+        stats
+            .active_kv_bytes
+            .store(active as u64, Ordering::Relaxed);
+        stats
+            .prefix_cache_bytes
+            .store(self.prefix_cache.bytes() as u64, Ordering::Relaxed);
     }
 }
 
 /// Runs the model, turning errors and panics (e.g. a shape assert in a kernel) into a
-/// failure of this request rather than of the worker.
-fn forward(model: &dyn Model, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, EngineError> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(tokens, cache))) {
+/// failure of this step rather than of the worker.
+fn forward_seqs(
+    model: &dyn Model,
+    tokens: &[&[u32]],
+    caches: &mut [&mut KvCache],
+) -> Result<Tensor, EngineError> {
+    // Off a GPU in one copy for the whole step (per row, it would sync once each); on the
+    // CPU this is a clone of the handle.
+    let run = || {
+        model
+            .forward_seqs(tokens, caches)
+            .and_then(|l| Ok(l.to_device(&candle_core::Device::Cpu)?))
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(EngineError::Inference(e.to_string())),
         Err(_) => Err(EngineError::Inference("the model panicked".into())),

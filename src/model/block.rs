@@ -43,17 +43,20 @@ impl Block {
         self.finish(x, h, i)
     }
 
-    /// One new token for each of several sequences (batched decode): row `j` of `x` goes
-    /// to `caches[j]`.
-    pub fn forward_rows(
+    /// Several sequences' new tokens as the rows of one batch: the next `lens[j]` rows of
+    /// `x` go to `caches[j]` (decode rows ride along with a prefill chunk).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_segments(
         &self,
         x: Tensor,
         i: usize,
         rope: &Rope,
         caches: &[&mut KvCache],
+        lens: &[usize],
+        masks: &[Option<Tensor>],
     ) -> Result<Tensor, ModelError> {
         let h = self.attn_norm.forward(&x)?;
-        let h = self.attn.forward_rows(&h, i, rope, caches)?;
+        let h = self.attn.forward_segments(&h, i, rope, caches, lens, masks)?;
         self.finish(x, h, i)
     }
 

@@ -302,6 +302,16 @@ impl Decoder {
         }
     }
 
+    /// The causal mask for `t` new tokens after `offset` cached ones, only where the
+    /// attention reads one: the CPU attention applies causality itself, and a `[t, t]` f32
+    /// mask would make memory grow with the square of the prompt (560 MB at 4.8k tokens).
+    fn mask(&self, t: usize, offset: usize) -> Result<Option<Tensor>, ModelError> {
+        if self.device.is_cpu() {
+            return Ok(None);
+        }
+        causal_mask(t, offset, &self.device)
+    }
+
     /// `[t, hidden]` hidden states of `tokens` after the last block (before the final norm).
     fn hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         if tokens.is_empty() {
@@ -309,13 +319,7 @@ impl Decoder {
         }
         cache.check_room(tokens.len())?;
         self.check_ids(tokens)?;
-        // Only the non-CPU attention reads a mask; the CPU one is causal by construction
-        // (a t x t f32 mask is 64 MB at 4k tokens).
-        let mask = if self.device.is_cpu() {
-            None
-        } else {
-            causal_mask(tokens.len(), cache.len(), &self.device)?
-        };
+        let mask = self.mask(tokens.len(), cache.len())?;
         let mut x = self.embed(tokens)?;
         record(|| "embd".to_owned(), &x);
         for (i, b) in self.blocks.iter().enumerate() {
@@ -374,31 +378,63 @@ impl Model for Decoder {
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
-    /// All sequences' next tokens as the rows of one batch: every matmul reads its weight
-    /// once for the whole step (the 4-row kernels), and only attention runs per sequence.
+    /// All sequences' next tokens as the rows of one batch (see `forward_seqs`).
     fn forward_batch(
         &self,
         tokens: &[u32],
         caches: &mut [&mut KvCache],
     ) -> Result<Tensor, ModelError> {
-        if tokens.is_empty() || tokens.len() != caches.len() {
+        let seqs: Vec<&[u32]> = tokens.iter().map(std::slice::from_ref).collect();
+        self.forward_seqs(&seqs, caches)
+    }
+
+    /// Every sequence's new tokens as the rows of one batch: every matmul reads its weight
+    /// once for the whole step (decode rows ride along with a prefill chunk), and only
+    /// attention runs per sequence, each against its own cache.
+    fn forward_seqs(
+        &self,
+        tokens: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        if tokens.is_empty() || tokens.len() != caches.len() || tokens.iter().any(|t| t.is_empty())
+        {
             return Err(ModelError::EmptyInput);
         }
-        if let [cache] = caches {
-            let logits = self.forward(tokens, cache)?;
+        if let ([t], [cache]) = (tokens, &mut *caches) {
+            let logits = self.forward(t, cache)?;
             return Ok(logits.unsqueeze(0)?);
         }
-        for cache in caches.iter() {
-            cache.check_room(1)?;
+        for (t, cache) in tokens.iter().zip(caches.iter_mut()) {
+            cache.check_room(t.len())?;
         }
-        self.check_ids(tokens)?;
-        let mut x = self.embed(tokens)?;
+        let flat: Vec<u32> = tokens.concat();
+        self.check_ids(&flat)?;
+        let lens: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
+        let masks = lens
+            .iter()
+            .zip(caches.iter())
+            .map(|(&t, c)| self.mask(t, c.len()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut x = self.embed(&flat)?;
         for (i, b) in self.blocks.iter().enumerate() {
-            x = b.forward_rows(x, i, &self.ropes[b.rope], caches)?;
+            x = b.forward_segments(x, i, &self.ropes[b.rope], caches, &lens, &masks)?;
         }
-        for cache in caches.iter_mut() {
-            cache.advance(1);
+        for (cache, &n) in caches.iter_mut().zip(&lens) {
+            cache.advance(n);
         }
+        // Only each sequence's last row goes through the output projection.
+        let last: Vec<u32> = lens
+            .iter()
+            .scan(0usize, |end, &n| {
+                *end += n;
+                Some((*end - 1) as u32)
+            })
+            .collect();
+        let x = if flat.len() == last.len() {
+            x
+        } else {
+            x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?
+        };
         let logits = self.logits(&x)?;
         Ok(logits.to_dtype(DType::F32)?.contiguous()?)
     }

@@ -441,22 +441,35 @@ impl Attention {
         self.o.forward(&out)
     }
 
-    /// One new token for each of several sequences: row `i` of `x` (`[n, hidden]`) is the
-    /// next token of the sequence in `caches[i]`. The projections run once for all rows
-    /// (each weight is read once per step, not once per sequence); attention runs per
-    /// sequence against its own cache.
-    pub fn forward_rows(
+    /// Several sequences in one batch: rows `lens[..i].sum()..` of `x` (`[sum(lens),
+    /// hidden]`) are the `lens[i]` new tokens of the sequence in `caches[i]`, with
+    /// `masks[i]` its causal mask where the device needs one. The projections run once for
+    /// all rows (each weight is read once per step, not once per sequence); attention runs
+    /// per sequence against its own cache.
+    pub fn forward_segments(
         &self,
         x: &Tensor,
         layer: usize,
         rope: &Rope,
         caches: &[&mut KvCache],
+        lens: &[usize],
+        masks: &[Option<Tensor>],
     ) -> Result<Tensor, ModelError> {
         let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
         let mut outs = Vec::with_capacity(caches.len());
-        for (i, cache) in caches.iter().enumerate() {
-            let row = |y: &Tensor| y.narrow(0, i, 1);
-            outs.push(self.attend(row(&q)?, row(&k)?, row(&v)?, layer, rope, cache, None)?);
+        let mut at = 0;
+        for ((cache, &n), mask) in caches.iter().zip(lens).zip(masks) {
+            let seg = |y: &Tensor| y.narrow(0, at, n);
+            outs.push(self.attend(
+                seg(&q)?,
+                seg(&k)?,
+                seg(&v)?,
+                layer,
+                rope,
+                cache,
+                mask.as_ref(),
+            )?);
+            at += n;
         }
         self.o.forward(&Tensor::cat(&outs, 0)?)
     }

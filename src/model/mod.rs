@@ -1,7 +1,7 @@
 //! Model architectures: GGUF weights → a forward pass with a KV cache per sequence.
 //! Input: an opened `Gguf` and a `Device`. Output: a `Box<dyn Model>` whose `forward` turns
 //! token ids into logits. Weights are immutable and shared (`Model: Send + Sync`); each
-//! sequence owns a preallocated `KvCache`. The architecture is picked from the
+//! sequence owns a `KvCache` that grows on demand. The architecture is picked from the
 //! `ARCHITECTURES` table by `general.architecture`.
 //! Must not depend on tokenizers, templates, the engine or the server.
 
@@ -35,6 +35,8 @@ use crate::gguf::Gguf;
 use candle_core::{Device, Tensor};
 use thiserror::Error;
 
+#[cfg(test)]
+pub(crate) use kv_cache::test_cache;
 pub use kv_cache::KvCache;
 pub use layers::{GpuMatmul, LoadOptions};
 
@@ -96,7 +98,8 @@ pub struct ModelInfo {
 pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
 
-    /// A cache for one sequence of at most `capacity` tokens, allocated now in full.
+    /// A cache for one sequence of at most `capacity` tokens. Memory is allocated as the
+    /// sequence grows (see `KvCache::reserve`), so an unused cache costs nothing.
     fn new_cache(&self, capacity: usize) -> Result<KvCache, ModelError>;
 
     /// Runs `tokens` at positions `cache.len()..`, appends their K/V to `cache`, and returns
@@ -120,6 +123,26 @@ pub trait Model: Send + Sync {
             .iter()
             .zip(caches.iter_mut())
             .map(|(t, c)| self.forward(std::slice::from_ref(t), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
+    /// One step for several sequences, each with one or more new tokens: `tokens[i]` runs
+    /// at positions `caches[i].len()..` of `caches[i]` (a decode step is one token, a
+    /// prefill chunk several). Returns `[n, vocab]`: the logits of each sequence's last
+    /// token. The default runs the sequences one after another.
+    fn forward_seqs(
+        &self,
+        tokens: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let rows = tokens
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(t, c)| self.forward(t, c))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Tensor::stack(&rows, 0)?)
     }

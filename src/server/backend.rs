@@ -5,10 +5,9 @@
 //! Must not depend on axum.
 
 use crate::api::Tool;
-use crate::engine::{EngineError, Event, GenerationRequest};
+use crate::engine::{EngineError, EngineStats, EventReceiver, GenerationRequest};
 use crate::Error;
 use serde_json::Value;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// What a tool-call parser reports, in the server's terms (the parser crate's events are
 /// mapped onto these by the backend).
@@ -86,7 +85,7 @@ pub trait Backend: Send + Sync {
     /// A fresh parser for one response.
     fn new_parser(&self, tools: &[Tool]) -> Box<dyn CallParser>;
     /// Queues a generation; fails at once when the queue is full or the prompt too long.
-    fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError>;
+    fn submit(&self, request: GenerationRequest) -> Result<EventReceiver, EngineError>;
     fn queue_depth(&self) -> usize;
     fn active(&self) -> usize;
     /// Whether a request submitted now would be queued rather than refused with
@@ -94,5 +93,10 @@ pub trait Backend: Send + Sync {
     /// reservation: `submit` still has the last word.
     fn has_room(&self) -> bool {
         true
+    }
+
+    /// Prefix-cache, KV memory and cancellation figures for `/metrics`.
+    fn engine_stats(&self) -> EngineStats {
+        EngineStats::default()
     }
 }

@@ -57,6 +57,43 @@ pub struct Gauges {
     pub loaded: bool,
     pub queue_depth: usize,
     pub active: usize,
+    /// Counters and gauges the engine keeps (`engine::EngineStats`, copied field by field
+    /// so that this module stays independent of the engine).
+    pub engine: EngineFigures,
+}
+
+/// What `/metrics` shows of the engine's own accounting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineFigures {
+    pub prefix_lookups: u64,
+    pub prefix_hits: u64,
+    pub prefix_tokens_reused: u64,
+    pub prefix_cache_bytes: u64,
+    pub active_kv_bytes: u64,
+    pub cancelled_queued: u64,
+    pub cancelled_prefill: u64,
+    pub cancelled_slow_reader: u64,
+}
+
+impl EngineFigures {
+    fn render(&self, out: &mut String) {
+        let rows: [(&str, &str, &str, u64); 8] = [
+            ("wick_prefix_cache_lookups_total", "counter", "Admitted requests that looked for a cached prompt prefix.", self.prefix_lookups),
+            ("wick_prefix_cache_hits_total", "counter", "Admitted requests that reused a cached prompt prefix.", self.prefix_hits),
+            ("wick_prefix_cache_tokens_reused_total", "counter", "Prompt tokens whose KV came from the prefix cache instead of a prefill.", self.prefix_tokens_reused),
+            ("wick_prefix_cache_bytes", "gauge", "Bytes of KV kept for prefix reuse (bounded by --cache-ram).", self.prefix_cache_bytes),
+            ("wick_kv_active_bytes", "gauge", "Bytes of KV held by the running sequences.", self.active_kv_bytes),
+            ("wick_engine_cancelled_queued_total", "counter", "Queued requests dropped because their client left before a slot was free.", self.cancelled_queued),
+            ("wick_engine_cancelled_prefill_total", "counter", "Requests cancelled during their prefill because their client left.", self.cancelled_prefill),
+            ("wick_engine_cancelled_slow_reader_total", "counter", "Streams cancelled because the client read nothing while --stream-buffer events waited.", self.cancelled_slow_reader),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
 }
 
 pub struct Metrics {
@@ -238,6 +275,7 @@ impl Metrics {
             "Responses answered with the calls another parser read (--tool-parser-fallback).",
             &self.parser_fallbacks,
         );
+        gauges.engine.render(&mut out);
         self.ttft.lock().unwrap_or_else(|e| e.into_inner()).render(
             "wick_time_to_first_token_seconds",
             "Time from admission to the first token.",
@@ -275,11 +313,19 @@ mod tests {
             loaded: true,
             queue_depth: 3,
             active: 1,
+            engine: EngineFigures {
+                prefix_hits: 2,
+                prefix_tokens_reused: 700,
+                ..EngineFigures::default()
+            },
         });
         for line in [
             "wick_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
             "wick_requests_total{route=\"/v1/models\",status=\"401\"} 1",
             "wick_queue_depth 3",
+            "wick_prefix_cache_hits_total 2",
+            "wick_prefix_cache_tokens_reused_total 700",
+            "# TYPE wick_prefix_cache_bytes gauge",
             "wick_prompt_tokens_total 10",
             "wick_tokens_generated_total 5",
             "wick_tool_calls_total 1",

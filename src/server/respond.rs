@@ -19,7 +19,6 @@ use crate::Error;
 use axum::body::Bytes;
 use axum::response::Response;
 use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -123,7 +122,7 @@ enum Step {
 
 struct Task {
     state: AppState,
-    rx: UnboundedReceiver<Event>,
+    rx: crate::engine::EventReceiver,
     shape: Box<dyn Shape>,
     prompt_tokens: usize,
     /// Tokens received so far, counted even when the client leaves.

@@ -122,8 +122,22 @@ impl AppState {
                 loaded: true,
                 queue_depth: b.queue_depth(),
                 active: b.active(),
+                engine: engine_figures(b.engine_stats()),
             },
             Err(_) => Gauges::default(),
         }
+    }
+}
+
+fn engine_figures(s: crate::engine::EngineStats) -> crate::server::metrics::EngineFigures {
+    crate::server::metrics::EngineFigures {
+        prefix_lookups: s.prefix_lookups,
+        prefix_hits: s.prefix_hits,
+        prefix_tokens_reused: s.prefix_tokens_reused,
+        prefix_cache_bytes: s.prefix_cache_bytes,
+        active_kv_bytes: s.active_kv_bytes,
+        cancelled_queued: s.cancelled_queued,
+        cancelled_prefill: s.cancelled_prefill,
+        cancelled_slow_reader: s.cancelled_slow_reader,
     }
 }

@@ -40,6 +40,7 @@ impl AttentionShape {
             n_head: self.n_head,
             n_kv_head: self.n_kv_head,
             head_dim: self.head_dim,
+            window: usize::MAX,
         }
     }
 }
