@@ -120,6 +120,7 @@ pub fn run(args: Args) -> Result<()> {
             parallel: 1,
             max_queue: 1,
             ctx_size: ctx,
+            speculative: args.runtime.speculative,
             ..EngineOptions::default()
         },
     )?;

@@ -111,6 +111,11 @@ pub struct RuntimeArgs {
     #[arg(long, env = "WICK_GPU_MATMUL", default_value = "quantized",
           value_parser = ["quantized", "f16"])]
     pub gpu_matmul: String,
+    /// Speculative decoding: `lookup` drafts tokens from the prompt and the text so far
+    /// and verifies them in one batched pass (output identical to `off`); `off` decodes
+    /// one token per pass.
+    #[arg(long, env = "WICK_SPECULATIVE", default_value = "lookup", value_parser = parse_speculative)]
+    pub speculative: crate::engine::SpeculativeMode,
 }
 
 impl RuntimeArgs {
@@ -125,4 +130,13 @@ impl RuntimeArgs {
             ..crate::model::LoadOptions::default()
         }
     }
+}
+
+fn parse_speculative(s: &str) -> Result<crate::engine::SpeculativeMode, String> {
+    crate::engine::SpeculativeMode::parse(s).ok_or_else(|| {
+        format!(
+            "unknown mode '{s}' (expected one of: {})",
+            crate::engine::SpeculativeMode::NAMES.join(", ")
+        )
+    })
 }

@@ -299,6 +299,7 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
             prefill_chunk_decoding: args.prefill_chunk_decoding,
             cache_bytes: args.cache_ram.saturating_mul(1 << 20),
             event_buffer: args.stream_buffer,
+            speculative: args.runtime.speculative,
         },
     )?;
     Ok(Arc::new(ModelBackend {

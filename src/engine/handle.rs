@@ -4,6 +4,7 @@
 //! Input: `GenerationRequest`. Output: an `EventReceiver` (bounded, see `event_buffer`).
 //! Must not depend on axum, minijinja, api or parsers.
 
+use super::speculate::SpeculativeMode;
 use super::worker::{self, Job};
 use super::{EngineError, Event, EventReceiver, FinishReason, GenerationRequest, Usage};
 use crate::model::Model;
@@ -38,6 +39,8 @@ pub struct EngineOptions {
     /// Events a request's receiver may leave unread; one more and the request is
     /// cancelled with `EngineError::SlowReader` (the worker never waits for a reader).
     pub event_buffer: usize,
+    /// Draft tokens verified in one forward pass (`--speculative`).
+    pub speculative: SpeculativeMode,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +53,7 @@ impl Default for EngineOptions {
             prefill_chunk_decoding: 64,
             cache_bytes: 512 << 20,
             event_buffer: 1024,
+            speculative: SpeculativeMode::default(),
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct EngineStats {
     pub cancelled_prefill: u64,
     pub cancelled_decode: u64,
     pub cancelled_slow_reader: u64,
+    /// Speculative draft tokens proposed (prompt lookup) and those the model confirmed.
+    pub spec_draft_tokens: u64,
+    pub spec_accepted_tokens: u64,
 }
 
 /// The atomics behind `EngineStats` (written by the worker, read at scrape time).
@@ -85,6 +92,8 @@ pub(crate) struct StatCounters {
     pub cancelled_prefill: AtomicU64,
     pub cancelled_decode: AtomicU64,
     pub cancelled_slow_reader: AtomicU64,
+    pub spec_draft_tokens: AtomicU64,
+    pub spec_accepted_tokens: AtomicU64,
 }
 
 impl StatCounters {
@@ -104,6 +113,8 @@ impl StatCounters {
             cancelled_prefill: r(&self.cancelled_prefill),
             cancelled_decode: r(&self.cancelled_decode),
             cancelled_slow_reader: r(&self.cancelled_slow_reader),
+            spec_draft_tokens: r(&self.spec_draft_tokens),
+            spec_accepted_tokens: r(&self.spec_accepted_tokens),
         }
     }
 }

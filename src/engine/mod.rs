@@ -14,15 +14,18 @@
 use thiserror::Error;
 
 mod handle;
+mod lookup;
 mod pacer;
 mod prefix_cache;
 pub mod sampler;
 mod slot;
+pub mod speculate;
 pub mod stop;
 pub mod threads;
 mod worker;
 
 pub use handle::{EngineOptions, EngineStats, Generation, Handle};
+pub use speculate::SpeculativeMode;
 
 /// The receiving end of one request's events. Bounded (`EngineOptions::event_buffer`):
 /// the worker never waits on it; a reader that falls that far behind is cancelled with

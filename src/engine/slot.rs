@@ -5,6 +5,7 @@
 //! Must not depend on the server or HTTP types.
 
 use super::sampler::Sampler;
+use super::speculate::Speculation;
 use super::stop::{StopIds, StopStrings};
 use super::{Constraint, Event, Usage};
 use crate::model::KvCache;
@@ -31,6 +32,8 @@ pub(crate) struct Sequence {
     pub last_token_at: Option<Instant>,
     /// Logits for the next token (once the prompt is prefilled, then after each step).
     pub logits: Option<Tensor>,
+    /// Draft tokens being verified (speculative decoding).
+    pub spec: Speculation,
 }
 
 #[derive(Default)]

@@ -15,6 +15,7 @@ use super::pacer::Pacer;
 use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
 use super::slot::{chunk_len, Sequence, Slot};
+use super::speculate::{Speculation, SpeculativeMode, Verdict};
 use super::stop::{length_limit, StopIds, StopStrings};
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
@@ -55,6 +56,8 @@ pub(crate) fn spawn(
         piece: String::new(),
         order: Vec::new(),
         lens: Vec::new(),
+        drafts: Vec::new(),
+        verify: Vec::new(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -80,6 +83,9 @@ struct Worker {
     order: Vec<usize>,
     /// Cache lengths before a step, to undo a failed batch (reused).
     lens: Vec<usize>,
+    /// Draft tokens proposed this step, and the tokens verified with them (reused).
+    drafts: Vec<u32>,
+    verify: Vec<u32>,
 }
 
 /// Why a request ended without `Done`/`Failed` of its own making.
@@ -105,7 +111,11 @@ impl Worker {
             let decode_rows = self.slots.iter().filter(|s| !s.input.is_empty()).count();
             let prefill = self.plan_prefill(decode_rows > 0);
             let started = Instant::now();
-            self.run_step();
+            // A lone decoding sequence may verify draft tokens instead (speculative
+            // decoding); with others running, the batch already shares the weight reads.
+            if !(prefill == 0 && decode_rows == 1 && self.run_speculative()) {
+                self.run_step();
+            }
             self.pacer
                 .record(decode_rows, prefill, started.elapsed().as_secs_f64());
             self.publish_memory();
@@ -232,6 +242,7 @@ impl Worker {
             first_token_at: None,
             last_token_at: None,
             logits: None,
+            spec: Speculation::default(),
         });
     }
 
@@ -354,6 +365,78 @@ impl Worker {
         }
     }
 
+    /// The one decoding slot's next token (its `input`) and draft tokens to follow it, run
+    /// in one verification pass whose rows equal one-token steps bit for bit. Returns
+    /// false when there is no draft (the caller then runs the usual step).
+    fn run_speculative(&mut self) -> bool {
+        if self.shared.opts.speculative == SpeculativeMode::Off {
+            return false;
+        }
+        let Some(i) = self.slots.iter().position(|s| s.input.len() == 1) else {
+            return false;
+        };
+        let ctx = self.shared.opts.ctx_size;
+        let slot = &mut self.slots[i];
+        let (Some(cache), Some(seq)) = (slot.cache.as_mut(), slot.seq.as_mut()) else {
+            return false;
+        };
+        // Drafts past max_tokens or the context could never be used.
+        let room = seq
+            .max_tokens
+            .saturating_sub(seq.usage.completion_tokens)
+            .min(ctx.saturating_sub(slot.tokens.len() + 1));
+        slot.tokens.push(slot.input[0]);
+        seq.spec
+            .drafter
+            .propose(&slot.tokens, room, &mut self.drafts);
+        slot.tokens.pop();
+        if self.drafts.is_empty() {
+            return false;
+        }
+        self.verify.clear();
+        self.verify.push(slot.input[0]);
+        self.verify.extend_from_slice(&self.drafts);
+        let model = self.model.as_ref();
+        let tokens = &self.verify;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model
+                .forward_verify(tokens, cache)
+                .and_then(|l| Ok(l.to_device(&candle_core::Device::Cpu)?))
+        }));
+        let rows = match result {
+            Ok(Ok(l)) => (0..tokens.len())
+                .map(|r| l.get(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EngineError::Inference(e.to_string())),
+            Ok(Err(e)) => Err(EngineError::Inference(e.to_string())),
+            Err(_) => Err(EngineError::Inference("the model panicked".into())),
+        };
+        match rows {
+            Ok(mut rows) => {
+                slot.tokens.extend_from_slice(&self.verify);
+                slot.input.clear();
+                let after = rows.split_off(1);
+                seq.logits = rows.pop();
+                seq.spec.start(&self.drafts, after);
+            }
+            Err(e) => self.fail(i, e),
+        }
+        true
+    }
+
+    /// Takes `n` unconfirmed draft tokens back out of slot `i`'s cache and token list.
+    fn drop_unconfirmed(&mut self, i: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let slot = &mut self.slots[i];
+        let keep = slot.tokens.len().saturating_sub(n);
+        slot.tokens.truncate(keep);
+        if let Some(c) = slot.cache.as_mut() {
+            c.truncate(keep);
+        }
+    }
+
     /// Books slot `i`'s step: its input is now cached; `row` is the logits of its last
     /// token, kept once the prompt is done.
     fn after_step(&mut self, i: usize, row: Result<Tensor, EngineError>) {
@@ -377,9 +460,27 @@ impl Worker {
         }
     }
 
-    /// One decode step of slot `i`: sample, emit, check the stop rules. Returns the token to
-    /// run next when the request goes on.
+    /// One decode step of slot `i`: samples and emits tokens while they confirm draft
+    /// tokens already in the cache, then returns the token to run next when the request
+    /// goes on.
     fn sample_and_emit(&mut self, i: usize) -> Option<u32> {
+        loop {
+            let id = self.sample_one(i)?;
+            let seq = self.slots[i].seq.as_mut()?;
+            match seq.spec.check(id, &mut seq.logits, &self.shared.stats) {
+                Verdict::Accepted => continue,
+                Verdict::NoDraft => return Some(id),
+                Verdict::Rejected { discard } => {
+                    self.drop_unconfirmed(i, discard);
+                    return Some(id);
+                }
+            }
+        }
+    }
+
+    /// Samples one token of slot `i` from its logits, emits it and checks the stop rules.
+    /// Returns the token when the request goes on.
+    fn sample_one(&mut self, i: usize) -> Option<u32> {
         let ctx = self.shared.opts.ctx_size;
         let Worker {
             slots,
@@ -448,7 +549,7 @@ impl Worker {
             length_limit(
                 seq.usage.completion_tokens,
                 seq.max_tokens,
-                slot.tokens.len(),
+                slot.tokens.len() - seq.spec.pending_len(),
                 ctx,
             )
         };
@@ -506,6 +607,12 @@ impl Worker {
     /// Frees slot `i`, moving its KV (what was run so far, even of a cancelled prompt) to
     /// the prefix cache, and sends `Done` unless cancelled.
     fn finish(&mut self, i: usize, reason: FinishReason, tail: String) {
+        // Unconfirmed draft tokens must not reach the prefix cache.
+        let unconfirmed = match self.slots[i].seq.as_mut() {
+            Some(seq) => seq.spec.discard(&self.shared.stats),
+            None => return,
+        };
+        self.drop_unconfirmed(i, unconfirmed);
         let slot = &mut self.slots[i];
         let Some(seq) = slot.seq.take() else {
             return;
@@ -546,7 +653,8 @@ impl Worker {
         slot.cache = None;
         slot.tokens.clear();
         slot.input.clear();
-        if let Some(seq) = slot.seq.take() {
+        if let Some(mut seq) = slot.seq.take() {
+            seq.spec.discard(&self.shared.stats);
             self.release();
             let _ = seq.tx.try_send(Event::Failed(e));
         }

@@ -27,7 +27,8 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// `x` (`[t, n_embd]`, positions `cache.len()..`) through the block.
+    /// `x` (`[t, n_embd]`, positions `cache.len()..`) through the block; `as_decode` as
+    /// in `Attention::forward`.
     pub fn forward(
         &self,
         x: Tensor,
@@ -35,10 +36,11 @@ impl Block {
         rope: &Rope,
         cache: &KvCache,
         mask: Option<&Tensor>,
+        as_decode: bool,
     ) -> Result<Tensor, ModelError> {
         let h = self.attn_norm.forward(&x)?;
         record(|| format!("attn_norm-{i}"), &h);
-        let h = self.attn.forward(&h, i, rope, cache, mask)?;
+        let h = self.attn.forward(&h, i, rope, cache, mask, as_decode)?;
         record(|| format!("attn_out-{i}"), &h);
         self.finish(x, h, i)
     }
@@ -56,7 +58,9 @@ impl Block {
         masks: &[Option<Tensor>],
     ) -> Result<Tensor, ModelError> {
         let h = self.attn_norm.forward(&x)?;
-        let h = self.attn.forward_segments(&h, i, rope, caches, lens, masks)?;
+        let h = self
+            .attn
+            .forward_segments(&h, i, rope, caches, lens, masks)?;
         self.finish(x, h, i)
     }
 

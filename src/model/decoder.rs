@@ -313,7 +313,13 @@ impl Decoder {
     }
 
     /// `[t, hidden]` hidden states of `tokens` after the last block (before the final norm).
-    fn hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+    /// `as_decode`: each row's attention summed as a one-token decode step would sum it.
+    fn hidden(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        as_decode: bool,
+    ) -> Result<Tensor, ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
@@ -323,7 +329,7 @@ impl Decoder {
         let mut x = self.embed(tokens)?;
         record(|| "embd".to_owned(), &x);
         for (i, b) in self.blocks.iter().enumerate() {
-            x = b.forward(x, i, &self.ropes[b.rope], cache, mask.as_ref())?;
+            x = b.forward(x, i, &self.ropes[b.rope], cache, mask.as_ref(), as_decode)?;
         }
         cache.advance(tokens.len());
         Ok(x)
@@ -372,7 +378,7 @@ impl Model for Decoder {
     }
 
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
-        let x = self.hidden(tokens, cache)?;
+        let x = self.hidden(tokens, cache, false)?;
         let last = x.narrow(0, tokens.len() - 1, 1)?;
         let logits = self.logits(&last)?;
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
@@ -440,7 +446,17 @@ impl Model for Decoder {
     }
 
     fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
-        let x = self.hidden(tokens, cache)?;
+        let x = self.hidden(tokens, cache, false)?;
+        let logits = self.logits(&x)?;
+        Ok(logits.to_dtype(DType::F32)?.contiguous()?)
+    }
+
+    fn forward_verify(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+        if !self.device.is_cpu() {
+            // Only the CPU attention sums in an order that depends on the row count.
+            return self.forward_all(tokens, cache);
+        }
+        let x = self.hidden(tokens, cache, true)?;
         let logits = self.logits(&x)?;
         Ok(logits.to_dtype(DType::F32)?.contiguous()?)
     }

@@ -55,6 +55,25 @@ impl KvCache {
         })
     }
 
+    /// A cache that stores no K/V, only counts positions: for a `Model` that keeps its
+    /// state elsewhere (test doubles of the engine's model).
+    pub fn positions_only(capacity: usize) -> Self {
+        KvCache {
+            k: Vec::new(),
+            v: Vec::new(),
+            len: 0,
+            allocated: 0,
+            capacity,
+            shape: KvShape {
+                layers: 0,
+                kv_heads: 0,
+                head_dim: 0,
+            },
+            dtype: DType::F16,
+            device: Device::Cpu,
+        }
+    }
+
     /// Makes room for `total` positions (rounded up to a block, never past the capacity),
     /// keeping the cached ones. Callers that know a prompt's length reserve it at once so
     /// a long prefill grows the buffers once, not once per chunk.
@@ -203,7 +222,8 @@ impl KvCache {
         Ok(())
     }
 
-    pub(crate) fn advance(&mut self, n: usize) {
+    /// Marks `n` more positions as filled (after a forward pass wrote their K/V).
+    pub fn advance(&mut self, n: usize) {
         self.len += n;
     }
 }

@@ -428,6 +428,9 @@ pub(crate) struct Attention {
 
 impl Attention {
     /// `x` is `[t, hidden]` for positions `cache.len()..`; returns `[t, hidden]`.
+    /// `as_decode`: each row's attention is summed exactly as a one-token decode step at
+    /// that position sums it, so speculative verification reproduces plain decoding bit
+    /// for bit (the matmul kernels are already row-independent).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -435,9 +438,10 @@ impl Attention {
         rope: &Rope,
         cache: &KvCache,
         mask: Option<&Tensor>,
+        as_decode: bool,
     ) -> Result<Tensor, ModelError> {
         let [q, k, v] = QLinear::forward_many([&self.q, &self.k, &self.v], x)?;
-        let out = self.attend(q, k, v, layer, rope, cache, mask)?;
+        let out = self.attend(q, k, v, layer, rope, cache, mask, as_decode)?;
         self.o.forward(&out)
     }
 
@@ -468,6 +472,7 @@ impl Attention {
                 rope,
                 cache,
                 mask.as_ref(),
+                false,
             )?);
             at += n;
         }
@@ -486,6 +491,7 @@ impl Attention {
         rope: &Rope,
         cache: &KvCache,
         mask: Option<&Tensor>,
+        as_decode: bool,
     ) -> Result<Tensor, ModelError> {
         let (t, _) = q.dims2()?;
         let (nh, nkv, hd) = (self.n_head, self.n_kv_head, self.head_dim);
@@ -521,16 +527,35 @@ impl Attention {
                 head_dim: hd,
                 window: self.window.unwrap_or(usize::MAX),
             };
+            let threads = candle_core::utils::get_num_threads();
             let out = KV_HOST.with(|buf| -> Result<Vec<f32>, ModelError> {
                 let (k_t, v_host) = &mut *buf.borrow_mut();
                 cache.host_f32(layer, total, k_t, v_host)?;
-                Ok(super::cpu::attention::attend(
-                    &round_f16(&q)?.flatten_all()?.to_vec1()?,
-                    k_t,
-                    v_host,
-                    &shape,
-                    candle_core::utils::get_num_threads(),
-                ))
+                let q = round_f16(&q)?.flatten_all()?.to_vec1::<f32>()?;
+                if !as_decode || t == 1 {
+                    return Ok(super::cpu::attention::attend(
+                        &q, k_t, v_host, &shape, threads,
+                    ));
+                }
+                // One decode-shaped call per row: query row `i` at position `pos + i`
+                // sees the keys up to itself (`total` stays the K/V row stride).
+                let mut out = Vec::with_capacity(t * nh * hd);
+                let mut qi = vec![0f32; nh * hd];
+                for i in 0..t {
+                    for h in 0..nh {
+                        let src = (h * t + i) * hd;
+                        qi[h * hd..(h + 1) * hd].copy_from_slice(&q[src..src + hd]);
+                    }
+                    let row = AttnShape {
+                        t: 1,
+                        pos: pos + i,
+                        ..shape
+                    };
+                    out.extend(super::cpu::attention::attend(
+                        &qi, k_t, v_host, &row, threads,
+                    ));
+                }
+                Ok(out)
             })?;
             let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
             record(|| format!("kqv_out-{layer}"), &out);

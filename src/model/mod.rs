@@ -109,6 +109,20 @@ pub trait Model: Send + Sync {
     /// Like `forward` but returns the logits of every token: `[tokens.len(), vocab]`.
     fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError>;
 
+    /// Like `forward_all`, but row `i`'s logits equal, bit for bit, what a one-token
+    /// `forward` at that position gives: speculative verification must reproduce plain
+    /// decoding. The default runs the tokens one at a time.
+    fn forward_verify(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let rows = tokens
+            .iter()
+            .map(|t| self.forward(std::slice::from_ref(t), cache))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
     /// One decode step for several sequences: `tokens[i]` goes to `caches[i]`. Returns
     /// `[n, vocab]`. The default runs the sequences one after another.
     fn forward_batch(

@@ -73,11 +73,13 @@ pub struct EngineFigures {
     pub cancelled_queued: u64,
     pub cancelled_prefill: u64,
     pub cancelled_slow_reader: u64,
+    pub spec_draft_tokens: u64,
+    pub spec_accepted_tokens: u64,
 }
 
 impl EngineFigures {
     fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, u64); 8] = [
+        let rows: [(&str, &str, &str, u64); 10] = [
             ("wick_prefix_cache_lookups_total", "counter", "Admitted requests that looked for a cached prompt prefix.", self.prefix_lookups),
             ("wick_prefix_cache_hits_total", "counter", "Admitted requests that reused a cached prompt prefix.", self.prefix_hits),
             ("wick_prefix_cache_tokens_reused_total", "counter", "Prompt tokens whose KV came from the prefix cache instead of a prefill.", self.prefix_tokens_reused),
@@ -86,6 +88,8 @@ impl EngineFigures {
             ("wick_engine_cancelled_queued_total", "counter", "Queued requests dropped because their client left before a slot was free.", self.cancelled_queued),
             ("wick_engine_cancelled_prefill_total", "counter", "Requests cancelled during their prefill because their client left.", self.cancelled_prefill),
             ("wick_engine_cancelled_slow_reader_total", "counter", "Streams cancelled because the client read nothing while --stream-buffer events waited.", self.cancelled_slow_reader),
+            ("wick_speculative_draft_tokens_total", "counter", "Draft tokens proposed by prompt lookup for verification (--speculative lookup).", self.spec_draft_tokens),
+            ("wick_speculative_accepted_tokens_total", "counter", "Draft tokens the model confirmed (each saved one forward pass).", self.spec_accepted_tokens),
         ];
         for (name, kind, help, v) in rows {
             let _ = writeln!(
@@ -316,6 +320,7 @@ mod tests {
             engine: EngineFigures {
                 prefix_hits: 2,
                 prefix_tokens_reused: 700,
+                spec_accepted_tokens: 7,
                 ..EngineFigures::default()
             },
         });
@@ -325,6 +330,7 @@ mod tests {
             "wick_queue_depth 3",
             "wick_prefix_cache_hits_total 2",
             "wick_prefix_cache_tokens_reused_total 700",
+            "wick_speculative_accepted_tokens_total 7",
             "# TYPE wick_prefix_cache_bytes gauge",
             "wick_prompt_tokens_total 10",
             "wick_tokens_generated_total 5",

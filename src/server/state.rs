@@ -139,5 +139,7 @@ fn engine_figures(s: crate::engine::EngineStats) -> crate::server::metrics::Engi
         cancelled_queued: s.cancelled_queued,
         cancelled_prefill: s.cancelled_prefill,
         cancelled_slow_reader: s.cancelled_slow_reader,
+        spec_draft_tokens: s.spec_draft_tokens,
+        spec_accepted_tokens: s.spec_accepted_tokens,
     }
 }

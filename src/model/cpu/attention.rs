@@ -23,7 +23,7 @@ pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: 
     let windowed = s.window < s.total;
     if s.t > 1
         && !windowed
-        && s.head_dim % 16 == 0
+        && s.head_dim.is_multiple_of(16)
         && s.head_dim > 0
         && super::dot::avx2::available()
     {
