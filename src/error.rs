@@ -38,6 +38,9 @@ pub enum Error {
     },
     #[error("the model '{0}' does not exist")]
     ModelNotFound(String),
+    /// `previous_response_id` names no stored response (never stored, or evicted).
+    #[error("previous response with id '{0}' not found (responses are kept in memory, with store: true, up to --responses-store of them)")]
+    ResponseNotFound(String),
     #[error("invalid or missing API key")]
     Unauthorized,
     #[error("the server is busy: the request queue is full, try again later")]
@@ -69,6 +72,23 @@ pub struct ErrorShape {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<String>,
+}
+
+impl ErrorShape {
+    /// Anthropic's error `type` for this error (its documented table by status; 503 while
+    /// loading reads as `overloaded_error`, which Anthropic's clients retry).
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
 }
 
 impl Error {
@@ -110,6 +130,12 @@ impl Error {
                 "invalid_request_error",
                 Some("model".into()),
                 Some("model_not_found"),
+            ),
+            Error::ResponseNotFound(_) => (
+                404,
+                "invalid_request_error",
+                Some("previous_response_id".into()),
+                Some("previous_response_not_found"),
             ),
             Error::Unauthorized => (401, "invalid_request_error", None, Some("invalid_api_key")),
             Error::QueueFull => (429, "rate_limit_exceeded", None, Some("queue_full")),

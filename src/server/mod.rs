@@ -7,12 +7,15 @@
 pub mod assemble;
 pub mod auth;
 pub mod backend;
+pub mod blocks;
+pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
 pub mod metrics;
 pub mod mismatch;
+pub mod reasoning;
 pub mod router;
 pub mod sse;
 pub mod state;
