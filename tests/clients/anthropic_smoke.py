@@ -17,7 +17,6 @@ every check is about wick. Exits non-zero on the first failure.
 import argparse
 import os
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import anthropic  # noqa: E402
@@ -158,8 +157,21 @@ def errors(client, base, model):
         check(False, "an unknown model is refused")
     except anthropic.NotFoundError as e:
         check(error_shape(e, "not_found_error"), "unknown model: 404 not_found_error")
-    # The server runs with --parallel 1 --max-queue 0: while one stream generates, the next
+
+
+def rate_limit(wick, model_file):
+    # A second server with --parallel 1 --max-queue 0: while one stream generates, the next
     # request is over capacity.
+    proc, base = start(wick, model_file, "--parallel", "1", "--max-queue", "0")
+    try:
+        client = Anthropic(base_url=base, api_key="unused", max_retries=0)
+        model = served_model(base, "unused")
+        over_capacity(client, model)
+    finally:
+        stop(proc)
+
+
+def over_capacity(client, model):
     with client.messages.stream(model=model, max_tokens=200, extra_body=GREEDY,
                                 messages=[{"role": "user", "content": "Write a long story."}]) as s:
         next(iter(s))
@@ -176,8 +188,7 @@ def main():
     ap.add_argument("--model", default=os.path.expanduser(
         "~/.cache/wick/models/qwen2.5-coder-0.5b-instruct.gguf"))
     args = ap.parse_args()
-    proc, base = start(args.wick, args.model, "--api-key", "sk-smoke", "--parallel", "1",
-                       "--max-queue", "0")
+    proc, base = start(args.wick, args.model, "--api-key", "sk-smoke")
     try:
         # The SDK sends the key as x-api-key; retries off so 429 reaches the test.
         client = Anthropic(base_url=base, api_key="sk-smoke", max_retries=0)
@@ -187,9 +198,10 @@ def main():
         tools(client, model)
         count_tokens(client, model)
         errors(client, base, model)
-        print("all ok")
     finally:
         stop(proc)
+    rate_limit(args.wick, args.model)
+    print("all ok")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,13 @@ def previous_response(client, model):
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"}],
         temperature=0, max_output_tokens=30)
     check(second.output_text, "previous_response_id continues a stored conversation")
-    check(second.usage.input_tokens > first.usage.input_tokens, "the follow-up prompt holds the stored turn")
+    full = client.responses.create(
+        model=model, tools=TOOLS, tool_choice="none", temperature=0, max_output_tokens=30,
+        input=[{"role": "user", "content": "What is the weather in Paris?"},
+               {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"}])
+    check(second.usage.input_tokens == full.usage.input_tokens,
+          "the follow-up prompt is the stored turn plus the new input")
     check(second.previous_response_id == first.id, "the response names its previous response")
     try:
         client.responses.create(model=model, previous_response_id="resp_unknown", input="Hi", max_output_tokens=4)

@@ -24,7 +24,10 @@ def start(wick, model, *extra):
             break
     else:
         sys.exit("wick serve exited before printing its address")
-    threading.Thread(target=lambda: [sys.stderr.write(l) for l in proc.stderr], daemon=True).start()
+    # Keep draining the log so the server never blocks on a full pipe (shown with -v).
+    verbose = os.environ.get("WICK_TEST_VERBOSE")
+    threading.Thread(target=lambda: [verbose and sys.stderr.write(l) for l in proc.stderr],
+                     daemon=True).start()
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
