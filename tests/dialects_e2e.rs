@@ -147,6 +147,109 @@ async fn serves_anthropic_messages_and_openai_responses() {
     messages_errors(&client, &base).await;
     responses_text_and_stream(&client, &base).await;
     responses_calls_and_store(&client, &base).await;
+    logprobs(&client, &base).await;
+}
+
+/// `logprobs` on Chat Completions (whole and streamed) and Completions: one entry per
+/// sampled token, each a log probability, and the tokens spell the text.
+async fn logprobs(client: &reqwest::Client, base: &str) {
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth("sk-test")
+            .json(&body)
+            .send()
+    };
+    let v: Value = post(
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "Say hello."}],
+        "temperature": 0, "max_tokens": 5, "logprobs": true}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let entries = v["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        entries.len() as u64,
+        v["usage"]["completion_tokens"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["logprob"].as_f64().unwrap() <= 0.0),
+        "{v}"
+    );
+    let spelled: String = entries
+        .iter()
+        .map(|e| e["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        spelled,
+        v["choices"][0]["message"]["content"].as_str().unwrap(),
+        "{v}"
+    );
+
+    let text = post(
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "Say hello."}],
+        "temperature": 0, "max_tokens": 5, "logprobs": true, "stream": true}),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let streamed: usize = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["logprobs"]["content"]
+                .as_array()
+                .map(Vec::len)
+        })
+        .sum();
+    assert_eq!(streamed, entries.len(), "{text}");
+
+    let v: Value = post(
+        "/v1/completions",
+        json!({"prompt": "def add(a, b):", "temperature": 0,
+        "max_tokens": 4, "logprobs": 0}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let lp = &v["choices"][0]["logprobs"];
+    assert_eq!(
+        lp["token_logprobs"].as_array().map(Vec::len),
+        Some(4),
+        "{v}"
+    );
+    let spelled: String = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(spelled, v["choices"][0]["text"].as_str().unwrap());
+    let v: Value = post(
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "x"}],
+        "logprobs": true, "top_logprobs": 3}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["error"]["param"], "top_logprobs", "{v}");
 }
 
 async fn messages_text(client: &reqwest::Client, base: &str) {

@@ -354,6 +354,10 @@ impl Backend for ModelBackend {
     fn active(&self) -> usize {
         self.handle.active()
     }
+
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.tokenizer.token_bytes(id).to_vec()
+    }
 }
 
 /// Maps the parser crate's events onto the server's.

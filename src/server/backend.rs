@@ -113,4 +113,8 @@ pub trait Backend: Send + Sync {
     fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError>;
     fn queue_depth(&self) -> usize;
     fn active(&self) -> usize;
+    /// The bytes of one token (for `logprobs`); empty when unknown.
+    fn token_bytes(&self, _id: u32) -> Vec<u8> {
+        Vec::new()
+    }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
+pub mod logprobs;
 pub mod metrics;
 pub mod mismatch;
 pub mod reasoning;

@@ -6,10 +6,12 @@ use super::{api_usage, blocking, now, record, response_id, submit, Finished};
 use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
 use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
-use crate::server::backend::{Backend, CallParser, PlainText};
+use crate::server::backend::Backend;
 use crate::server::error::error_body;
 use crate::server::extract::{from_value, Json};
+use crate::server::logprobs::{self, TokenLogprob};
 use crate::server::mismatch::{self, Fallback};
+use crate::server::reasoning;
 use crate::server::sse;
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
@@ -41,6 +43,10 @@ struct Running {
     output: Option<String>,
     /// Calls another parser read where the active one found none (`--tool-parser-fallback`).
     fallback: Option<Fallback>,
+    backend: Arc<dyn Backend>,
+    /// With `logprobs`: the sampled tokens not yet sent (a stream sends them with the next
+    /// chunk; a whole response keeps them all).
+    logprobs: Option<Vec<TokenLogprob>>,
 }
 
 pub async fn chat_completions(
@@ -61,12 +67,21 @@ pub async fn chat_completions(
     };
     let b = backend.clone();
     let forced_prefix = prefix.clone();
-    let prompt_ids = blocking(move || {
+    let (prompt_ids, rendered) = blocking(move || {
         let mut prompt = b.render_chat(&body)?;
+        let rendered = prompt.clone();
         prompt.push_str(&forced_prefix);
-        b.encode(&prompt)
+        Ok((b.encode(&prompt)?, rendered))
     })
     .await?;
+    // Reasoning (`<think>`) is split from content; an opened block starts the answer.
+    let (parser, think) =
+        reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
+    let prefix = if prefix.is_empty() {
+        think.to_owned()
+    } else {
+        prefix
+    };
     let max_tokens = budget(
         plan.common.max_tokens,
         state.config().default_max_tokens,
@@ -81,16 +96,18 @@ pub async fn chat_completions(
             max_tokens,
             stop_strings: plan.common.stop.clone(),
             stop_ids: Vec::new(),
-            logprobs: false,
+            logprobs: plan.common.logprobs,
             constraint,
         },
     )?;
-    let assembler = Assembler::new(parser_for(&backend, &plan), plan.max_calls);
+    let assembler = Assembler::new(parser, plan.max_calls);
     let output = (plan.tool_mode != ToolMode::Off && !plan.tools.is_empty()).then(String::new);
     let running = Running {
         parser: backend.parser_name().to_owned(),
         output,
         fallback: None,
+        logprobs: plan.common.logprobs.then(Vec::new),
+        backend: backend.clone(),
         model: state.config().model_id.clone(),
         state,
         id: response_id("chatcmpl"),
@@ -108,13 +125,6 @@ pub async fn chat_completions(
     }
 }
 
-fn parser_for(backend: &Arc<dyn Backend>, plan: &ChatPlan) -> Box<dyn CallParser> {
-    match plan.tool_mode {
-        ToolMode::Off => Box::new(PlainText),
-        ToolMode::Auto | ToolMode::Forced(_) => backend.new_parser(&plan.tools),
-    }
-}
-
 /// With fallback calls, `calls` counts them (finish_reason `tool_calls`).
 fn finish_reason(f: &Finished, calls: usize) -> &'static str {
     match f.reason {
@@ -128,7 +138,15 @@ impl Running {
     /// Feeds one engine event to the parser. `Ok(Some)` once the generation is done.
     fn step(&mut self, event: Event, out: &mut Vec<Delta>) -> Result<Option<Finished>, Error> {
         match event {
-            Event::Token { text, .. } => {
+            Event::Token {
+                id, text, logprob, ..
+            } => {
+                if let (Some(list), Some(logprob)) = (&mut self.logprobs, logprob) {
+                    list.push(TokenLogprob {
+                        bytes: self.backend.token_bytes(id),
+                        logprob,
+                    });
+                }
                 self.feed(&text, out);
                 Ok(None)
             }
@@ -242,7 +260,7 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
             index: 0,
             finish_reason: reason,
             message: message.into_message(trim),
-            logprobs: None,
+            logprobs: run.logprobs.as_deref().map(logprobs::chat),
         }],
         usage: api_usage(finished.usage),
     };
@@ -250,7 +268,13 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
 }
 
 impl Running {
-    fn chunk(&self, delta: ChatDelta, finish: Option<&'static str>) -> ChatChunk {
+    fn chunk(&mut self, delta: ChatDelta, finish: Option<&'static str>) -> ChatChunk {
+        // The tokens sampled since the last chunk ride on this one.
+        let logprobs = self
+            .logprobs
+            .as_mut()
+            .filter(|l| !l.is_empty())
+            .map(|l| logprobs::chat(&std::mem::take(l)));
         ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk",
@@ -259,14 +283,14 @@ impl Running {
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,
-                logprobs: None,
+                logprobs,
                 finish_reason: finish,
             }],
             usage: self.plan.common.include_usage.then_some(None),
         }
     }
 
-    fn delta_chunk(&self, d: &Delta) -> ChatChunk {
+    fn delta_chunk(&mut self, d: &Delta) -> ChatChunk {
         let delta = match d {
             Delta::Content(t) => ChatDelta {
                 content: Some(t.clone()),
@@ -340,15 +364,15 @@ async fn pump(mut run: Running, tx: sse::SseSender) {
             }
         }
         if let Some(f) = done {
+            let reason = finish_reason(&f, run.calls());
             // Content was streamed already; fallback calls follow it as call deltas.
-            if let Some(fb) = &run.fallback {
-                for d in fallback_deltas(fb) {
+            if let Some(fb) = run.fallback.take() {
+                for d in fallback_deltas(&fb).collect::<Vec<_>>() {
                     if !tx.send(sse::frame(&run.delta_chunk(&d))).await {
                         return;
                     }
                 }
             }
-            let reason = finish_reason(&f, run.calls());
             tx.send(sse::frame(&run.chunk(ChatDelta::default(), Some(reason))))
                 .await;
             if run.plan.common.include_usage {

@@ -5,14 +5,17 @@
 use super::{api_usage, blocking, now, record, response_id, submit, Finished};
 use crate::api::{Completion, CompletionChoice, CompletionRequest};
 use crate::engine::{EngineError, Event, GenerationRequest};
+use crate::server::backend::Backend;
 use crate::server::error::error_body;
 use crate::server::extract::Json;
+use crate::server::logprobs::{self, TokenLogprob};
 use crate::server::sse;
 use crate::server::state::AppState;
 use crate::server::validate::{self, budget};
 use crate::Error;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::Instrument;
 
@@ -23,6 +26,9 @@ struct Running {
     model: String,
     include_usage: bool,
     rx: UnboundedReceiver<Event>,
+    backend: Arc<dyn Backend>,
+    /// With `logprobs: 0`: the sampled tokens not yet sent, and the text sent before them.
+    logprobs: Option<(Vec<TokenLogprob>, usize)>,
 }
 
 pub async fn completions(
@@ -68,7 +74,7 @@ pub async fn completions(
             max_tokens,
             stop_strings: plan.common.stop.clone(),
             stop_ids,
-            logprobs: false,
+            logprobs: plan.common.logprobs,
             constraint: None,
         },
     )?;
@@ -79,6 +85,8 @@ pub async fn completions(
         created: now(),
         include_usage: plan.common.include_usage,
         rx,
+        backend: backend.clone(),
+        logprobs: plan.common.logprobs.then(|| (Vec::new(), 0)),
     };
     if plan.common.stream {
         let (tx, response) = sse::channel();
@@ -91,7 +99,26 @@ pub async fn completions(
 }
 
 impl Running {
-    fn body(&self, text: String, finish: Option<&'static str>) -> Completion {
+    /// Keeps a sampled token's logprob for the next body.
+    fn note(&mut self, id: u32, logprob: Option<f32>) {
+        if let (Some((list, _)), Some(logprob)) = (&mut self.logprobs, logprob) {
+            list.push(TokenLogprob {
+                bytes: self.backend.token_bytes(id),
+                logprob,
+            });
+        }
+    }
+
+    fn body(&mut self, text: String, finish: Option<&'static str>) -> Completion {
+        let logprobs = self.logprobs.as_mut().map(|(list, sent)| {
+            let block = logprobs::completion(list, *sent);
+            *sent += list
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.bytes).len())
+                .sum::<usize>();
+            list.clear();
+            block
+        });
         Completion {
             id: self.id.clone(),
             object: "text_completion",
@@ -100,7 +127,7 @@ impl Running {
             choices: vec![CompletionChoice {
                 index: 0,
                 text,
-                logprobs: None,
+                logprobs,
                 finish_reason: finish,
             }],
             usage: None,
@@ -119,7 +146,14 @@ async fn whole(mut run: Running) -> Result<Response, Error> {
     let mut text = String::new();
     loop {
         match run.rx.recv().await {
-            Some(Event::Token { text: t, .. }) => text.push_str(&t),
+            Some(Event::Token {
+                id,
+                text: t,
+                logprob,
+            }) => {
+                run.note(id, logprob);
+                text.push_str(&t)
+            }
             Some(Event::Failed(e)) => return Err(Error::Engine(e)),
             Some(done @ Event::Done { .. }) => {
                 let Some(f) = record(&run.state, done) else {
@@ -142,7 +176,8 @@ async fn pump(mut run: Running, tx: sse::SseSender) {
             _ = tx.closed() => None,
         };
         match event {
-            Some(Event::Token { text, .. }) => {
+            Some(Event::Token { id, text, logprob }) => {
+                run.note(id, logprob);
                 if text.is_empty() {
                     continue;
                 }
