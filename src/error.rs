@@ -37,6 +37,9 @@ pub enum Error {
     },
     #[error("the model '{0}' does not exist")]
     ModelNotFound(String),
+    /// `previous_response_id` names no stored response (never stored, or evicted).
+    #[error("previous response with id '{0}' not found (responses are kept in memory, with store: true, up to --responses-store of them)")]
+    ResponseNotFound(String),
     #[error("invalid or missing API key")]
     Unauthorized,
     #[error("the model is still loading")]
@@ -167,6 +170,12 @@ impl Error {
                 }
             }
             Error::Probe(_) => (400, INVALID, None, "tool_parser_mismatch"),
+            Error::ResponseNotFound(_) => (
+                404,
+                INVALID,
+                Some("previous_response_id".into()),
+                "previous_response_not_found",
+            ),
             Error::Gguf(_)
             | Error::Model(_)
             | Error::Tokenizer(_)

@@ -106,6 +106,25 @@ pub static PARSERS: &[ParserSpec] = &[
     auto::SPEC,
 ];
 
+/// A parser that reads no calls, only a leading `<think>…</think>` block as reasoning
+/// (rule 8): for answers without tools from models that think (Qwen3, QwQ, R1 distills).
+/// Everything else is content, whitespace included.
+pub fn reasoning_only() -> Box<dyn ToolParser> {
+    const FEATURES: scan::Features = scan::Features {
+        think: true,
+        tool_call_tag: false,
+        xml: false,
+        tools_tag: false,
+        mistral: false,
+        python_tag: false,
+        qwen_function: false,
+        deepseek: false,
+        bare: scan::Bare::Never,
+        fence_xml: false,
+    };
+    Box::new(scan::Scanner::new(FEATURES, &[]))
+}
+
 /// Errors of this crate: only about the request to parse, never about model output
 /// (malformed output is content, by contract).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -3,6 +3,9 @@
 //! support instead of silently dropping it; unknown fields land in `extra`.
 //! Must not depend on the engine, templates or the server.
 
+pub mod anthropic;
+pub mod responses;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -124,6 +127,10 @@ pub struct ChatRequest {
     pub logit_bias: Option<Map<String, Value>>,
     #[serde(default)]
     pub user: Option<String>,
+    /// Extension (vLLM, llama.cpp): extra variables for the chat template, e.g.
+    /// `{"enable_thinking": false}` for Qwen3.
+    #[serde(default)]
+    pub chat_template_kwargs: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// text, so a client cannot forge turns.
     #[arg(long, env = "WICK_PARSE_SPECIAL_IN_CONTENT")]
     pub parse_special_in_content: bool,
+    /// Responses kept in memory for `previous_response_id` on `/v1/responses` (least
+    /// recently used evicted first; 0 keeps none).
+    #[arg(long, env = "WICK_RESPONSES_STORE", default_value_t = 256)]
+    pub responses_store: usize,
+    /// `auto`: a model's `<think>…</think>` is returned as reasoning (`reasoning_content`,
+    /// thinking blocks, reasoning items), never as content; `none`: the raw text.
+    #[arg(long, env = "WICK_REASONING_FORMAT", default_value = "auto")]
+    pub reasoning_format: crate::server::reasoning::ReasoningFormat,
 }
 
 pub fn run(args: Args) -> crate::Result<()> {
@@ -134,6 +142,8 @@ pub fn server_config(args: &ServeArgs, resolved: &ResolvedModel) -> ServerConfig
         .unwrap_or_else(|| resolved.id.clone());
     let mut config = ServerConfig::new(model_id);
     config.tool_parser_fallback = args.tool_parser_fallback;
+    config.responses_store = args.responses_store;
+    config.reasoning_format = args.reasoning_format;
     config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
     config.max_body_bytes = args.max_body_bytes;
     config.cors_origins = args
@@ -428,6 +438,10 @@ impl Backend for ModelBackend {
         let opts = self.handle.options();
         let free = opts.parallel.saturating_sub(self.handle.active());
         self.handle.queue_depth() < opts.max_queue + free
+    }
+
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.tokenizer.token_bytes(id).to_vec()
     }
 }
 

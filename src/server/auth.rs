@@ -1,13 +1,15 @@
 //! API-key check for `/v1`: with `--api-key`/`WICK_API_KEY` set, a request needs
-//! `Authorization: Bearer <key>`, else 401 in the OpenAI shape. `/health` and `/metrics`
+//! `Authorization: Bearer <key>` or `x-api-key: <key>` (what Anthropic's clients send),
+//! else 401 in the OpenAI shape (Anthropic's on the Messages routes). `/health` and `/metrics`
 //! stay open (probes and scrapers carry no key).
 
+use super::error::{error_response, Dialect};
 use super::state::AppState;
 use crate::Error;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// Compares without an early exit, so response time does not reveal a matching prefix.
 fn same_key(given: &[u8], expected: &[u8]) -> bool {
@@ -33,8 +35,10 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if !authorized(header, key) {
-            return Error::Unauthorized.into_response();
+        let x_api_key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+        let by_x_api_key = x_api_key.is_some_and(|k| same_key(k.trim().as_bytes(), key.as_bytes()));
+        if !authorized(header, key) && !by_x_api_key {
+            return error_response(&Error::Unauthorized, Dialect::of_path(req.uri().path()));
         }
     }
     next.run(req).await

@@ -110,6 +110,8 @@ pub struct Metrics {
     /// (active parser, parser that would read the calls or `json`) → responses.
     parser_mismatches: Mutex<BTreeMap<(String, String), u64>>,
     parser_fallbacks: AtomicU64,
+    /// Responses-API tool types wick does not run (ignored per the documented rule) → count.
+    ignored_tools: Mutex<BTreeMap<String, u64>>,
     ttft: Mutex<Histogram>,
     decode: Mutex<Histogram>,
 }
@@ -125,6 +127,7 @@ impl Default for Metrics {
             cancelled: AtomicU64::new(0),
             parser_mismatches: Mutex::new(BTreeMap::new()),
             parser_fallbacks: AtomicU64::new(0),
+            ignored_tools: Mutex::new(BTreeMap::new()),
             ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
             decode: Mutex::new(Histogram::new(DECODE_BUCKETS)),
         }
@@ -187,6 +190,12 @@ impl Metrics {
     /// A response answered with the calls of the fallback parser (`--tool-parser-fallback`).
     pub fn record_parser_fallback(&self) {
         self.parser_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `/v1/responses` tool of a type other than `function`, ignored.
+    pub fn record_ignored_tool(&self, kind: &str) {
+        let mut m = self.ignored_tools.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(kind.to_owned()).or_insert(0) += 1;
     }
 
     /// Prometheus text exposition format.
@@ -270,6 +279,16 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "wick_tool_parser_mismatch_total{{parser=\"{parser}\",would_parse_with=\"{other}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP wick_responses_ignored_tools_total Tools of a type other than function sent to /v1/responses, ignored.\n# TYPE wick_responses_ignored_tools_total counter\n");
+        {
+            let m = self.ignored_tools.lock().unwrap_or_else(|e| e.into_inner());
+            for (kind, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "wick_responses_ignored_tools_total{{type=\"{kind}\"}} {n}"
                 );
             }
         }

@@ -7,13 +7,17 @@
 pub mod assemble;
 pub mod auth;
 pub mod backend;
+pub mod blocks;
+pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
 pub mod listen;
+pub mod logprobs;
 pub mod metrics;
 pub mod mismatch;
+pub mod reasoning;
 pub mod respond;
 pub mod router;
 pub mod sse;

@@ -2,7 +2,7 @@
 //! optional CORS, OpenAI-shaped 404 fallback.
 
 use super::auth::require_key;
-use super::handlers::{chat, completions, info};
+use super::handlers::{chat, completions, info, messages, responses};
 use super::state::AppState;
 use crate::Error;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -21,6 +21,9 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/chat/completions", post(chat::chat_completions))
         .route("/completions", post(completions::completions))
+        .route("/messages", post(messages::messages))
+        .route("/messages/count_tokens", post(messages::count_tokens))
+        .route("/responses", post(responses::responses))
         .route("/models", get(info::list_models))
         .route("/models/{*id}", get(info::get_model))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));

@@ -3,6 +3,7 @@
 //! Must not depend on axum.
 
 use super::backend::Backend;
+use super::dialect::store::ResponseStore;
 use super::metrics::{Gauges, Metrics};
 use crate::engine::SamplingParams;
 use crate::Error;
@@ -26,6 +27,10 @@ pub struct ServerConfig {
     /// `--tool-parser-fallback`: when the active parser misses calls another parser reads,
     /// answer with those calls.
     pub tool_parser_fallback: bool,
+    /// `--responses-store N`: responses kept for `previous_response_id` (0: none).
+    pub responses_store: usize,
+    /// `--reasoning-format`: `<think>` blocks as reasoning (auto) or raw content (none).
+    pub reasoning_format: super::reasoning::ReasoningFormat,
 }
 
 impl ServerConfig {
@@ -38,6 +43,8 @@ impl ServerConfig {
             default_max_tokens: None,
             default_sampling: super::validate::openai_sampling(),
             tool_parser_fallback: false,
+            responses_store: 256,
+            reasoning_format: super::reasoning::ReasoningFormat::Auto,
         }
     }
 }
@@ -53,6 +60,7 @@ struct Shared {
     metrics: Metrics,
     phase: RwLock<Phase>,
     created: u64,
+    responses: ResponseStore,
 }
 
 /// Cheap to clone; every handler gets one.
@@ -70,6 +78,7 @@ impl AppState {
             .unwrap_or(0);
         AppState {
             inner: Arc::new(Shared {
+                responses: ResponseStore::new(config.responses_store),
                 config,
                 metrics: Metrics::default(),
                 phase: RwLock::new(Phase::Loading),
@@ -105,6 +114,11 @@ impl AppState {
 
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// Stored Responses-API conversations (`previous_response_id`).
+    pub fn responses(&self) -> &ResponseStore {
+        &self.inner.responses
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -178,7 +178,19 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
         let prepared = normalize::normalize(request, self.conventions)?;
-        self.render_prepared(&prepared.messages, &prepared.tools, add_generation_prompt)
+        // `chat_template_kwargs` (vLLM, llama.cpp): extra template variables, such as
+        // Qwen3's `enable_thinking`. They never replace the variables set here.
+        let kwargs = request
+            .get("chat_template_kwargs")
+            .filter(|v| v.is_object())
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        self.render_context(
+            &prepared.messages,
+            &prepared.tools,
+            add_generation_prompt,
+            &kwargs,
+        )
     }
 
     /// Renders already-normalized `messages` and `tools` (`null` for none) with the variables
@@ -189,6 +201,22 @@ impl ChatTemplate {
         tools: &serde_json::Value,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        let none = serde_json::Value::Null;
+        self.render_context(messages, tools, add_generation_prompt, &none)
+    }
+
+    /// `render_prepared` plus extra variables (`kwargs`: an object, or null for none).
+    fn render_context(
+        &self,
+        messages: &serde_json::Value,
+        tools: &serde_json::Value,
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Value,
+    ) -> Result<String, TemplateError> {
+        let extra = match kwargs {
+            serde_json::Value::Object(_) => minijinja::Value::from(minijinja::value::Serde(kwargs)),
+            _ => minijinja::context! {},
+        };
         let ctx = minijinja::context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
             tools => minijinja::Value::from(minijinja::value::Serde(tools)),
@@ -196,6 +224,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            ..extra
         };
         let template = self
             .env

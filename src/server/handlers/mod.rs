@@ -3,6 +3,9 @@
 pub mod chat;
 pub mod completions;
 pub mod info;
+pub mod messages;
+pub mod responses;
+pub mod turn;
 
 use crate::engine::{EngineError, Usage};
 use crate::Error;
