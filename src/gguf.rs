@@ -65,9 +65,11 @@ fn check_tensor_extents(content: &Content, file_len: u64) -> Result<(), String> 
         });
         match end {
             Some(end) if end <= file_len => {}
-            Some(end) => return Err(format!(
+            Some(end) => {
+                return Err(format!(
                 "tensor '{name}' ends at byte {end} but the file has {file_len} bytes (truncated?)"
-            )),
+            ))
+            }
             None => {
                 return Err(format!(
                     "tensor '{name}' has an impossible size (shape {:?}, type {dtype:?})",
