@@ -134,6 +134,7 @@ struct SharedOut(*mut f32);
 // SAFETY: every thread writes a disjoint set of rows (see `run_many`), and the buffers
 // outlive the parallel section.
 unsafe impl Sync for SharedOut {}
+// SAFETY: as for `Sync`: the pointer is only written through at disjoint rows.
 unsafe impl Send for SharedOut {}
 
 /// One weight of a (possibly fused) call, with everything a worker thread needs.
@@ -294,9 +295,11 @@ fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, 
             // SAFETY (all kernel calls): the kernels were chosen for this weight type on a
             // CPU that supports them, `w` and each activation row hold `pr` blocks. SAFETY
             // (writes): row `r` belongs to this thread only, and `i * n + r < t * n`.
+            // SAFETY: see above (writes).
             let put = |i: usize, v: f32| unsafe { *job.out.0.add(i * job.n + r) = v };
             if let Some(eight) = k.eight {
                 while i + 8 <= t1 {
+                    // SAFETY: see above (kernel call).
                     let v = unsafe { eight(w, &acts[i * pr..(i + 8) * pr], pr) };
                     for (j, v) in v.into_iter().enumerate() {
                         put(i + j, v);
@@ -306,6 +309,7 @@ fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, 
             }
             if let Some(four) = k.four {
                 while i + 4 <= t1 {
+                    // SAFETY: see above (kernel call).
                     let v = unsafe { four(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]) };
                     for (j, v) in v.into_iter().enumerate() {
                         put(i + j, v);
@@ -314,6 +318,7 @@ fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, 
                 }
             }
             while i < t1 {
+                // SAFETY: see above (kernel call).
                 put(i, unsafe { (k.one)(w, act(i)) });
                 i += 1;
             }
