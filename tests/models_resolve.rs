@@ -23,7 +23,7 @@ arch = "qwen2"
 hf = { repo = "acme/cwd-GGUF", file = "cwd.gguf" }
 
 [models."tiny-coder-moe"]
-arch = "qwen3moe"
+arch = "deepseek2"
 hf = { repo = "acme/moe-GGUF", file = "moe.gguf" }
 "#;
 
@@ -114,7 +114,7 @@ fn bad_references_are_clear_errors() {
     let err = m.resolve("tiny-coder-moe").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "model 'tiny-coder-moe' has architecture 'qwen3moe', which wick cannot run yet (supported: qwen2, llama)"
+        "model 'tiny-coder-moe' has architecture 'deepseek2', which wick cannot run yet (supported: qwen2, llama, qwen3, qwen3moe, gemma3, starcoder2)"
     );
 
     // Offline with nothing on disk names the file and the variable.
@@ -170,7 +170,7 @@ fn cli_reports_bad_input_in_one_line() {
         "{err}"
     );
 
-    let (ok, _, err) = wick(&["pull", "qwen3-coder-30b-a3b-instruct"], tmp.path());
+    let (ok, _, err) = wick(&["pull", "deepseek-coder-v2-lite-instruct"], tmp.path());
     assert!(!ok && err.contains("cannot run yet"), "{err}");
 
     let (ok, _, err) = wick(&["pull", "smollm2-135m-instruct"], tmp.path());
@@ -205,7 +205,9 @@ fn cli_lists_models_with_their_disk_state() {
     );
     let qwen = row("qwen2.5-coder-0.5b-instruct");
     assert!(qwen.contains(" no ") && qwen.contains("qwen"), "{qwen}");
-    assert!(row("qwen3-coder-30b-a3b-instruct").contains("(unsupported)"));
+    assert!(row("deepseek-coder-v2-lite-instruct").contains("(unsupported)"));
+    assert!(!row("qwen3-coder-30b-a3b-instruct").contains("(unsupported)"));
+    assert!(row("gemma3-270m").contains("gemma3"));
 
     let (ok, out, _) = wick(&["models", "--json"], tmp.path());
     assert!(ok);
