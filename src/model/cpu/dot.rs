@@ -1006,6 +1006,7 @@ mod tests {
             GgmlDType::Q6K,
         ] {
             let (w, _) = weight(dt, k, 19);
+            // SAFETY: AVX2/FMA/F16C checked above; every row holds `pr` blocks.
             let (eight, one): ([f32; 8], Vec<f32>) = unsafe {
                 let rows0 = || q8_0.chunks(pr);
                 match dt {
