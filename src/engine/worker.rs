@@ -106,6 +106,7 @@ impl Worker {
             let prefill = self.plan_prefill(decode_rows > 0);
             let started = Instant::now();
             self.run_step();
+            StatCounters::add(&self.shared.stats.prefill_tokens, prefill as u64);
             self.pacer
                 .record(decode_rows, prefill, started.elapsed().as_secs_f64());
             self.publish_memory();
