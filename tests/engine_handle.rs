@@ -426,7 +426,7 @@ fn client_gone_during_prefill_frees_the_slot_and_keeps_the_prefilled_prefix() ->
     })?;
     let prompt = long_prompt(480)?;
     let rx = h.submit(request(prompt.clone(), 8, greedy()))?;
-    wait_until("admission", || h.active() == 1)?;
+    wait_until("the first prompt chunk", || h.stats().prefill_tokens > 0)?;
     drop(rx);
     wait_until("the slot to be freed", || h.active() == 0)?;
     let s = h.stats();

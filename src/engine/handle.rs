@@ -66,6 +66,8 @@ pub struct EngineStats {
     pub prefix_hits: u64,
     /// Prompt tokens whose KV was reused instead of computed.
     pub prefix_tokens_reused: u64,
+    /// Prompt tokens run through the model (prefilled).
+    pub prefill_tokens: u64,
     /// Bytes of KV held by the prefix cache now, and by the running sequences.
     pub prefix_cache_bytes: u64,
     pub active_kv_bytes: u64,
@@ -86,6 +88,7 @@ pub(crate) struct StatCounters {
     pub prefix_lookups: AtomicU64,
     pub prefix_hits: AtomicU64,
     pub prefix_tokens_reused: AtomicU64,
+    pub prefill_tokens: AtomicU64,
     pub prefix_cache_bytes: AtomicU64,
     pub active_kv_bytes: AtomicU64,
     pub cancelled_queued: AtomicU64,
@@ -107,6 +110,7 @@ impl StatCounters {
             prefix_lookups: r(&self.prefix_lookups),
             prefix_hits: r(&self.prefix_hits),
             prefix_tokens_reused: r(&self.prefix_tokens_reused),
+            prefill_tokens: r(&self.prefill_tokens),
             prefix_cache_bytes: r(&self.prefix_cache_bytes),
             active_kv_bytes: r(&self.active_kv_bytes),
             cancelled_queued: r(&self.cancelled_queued),

@@ -116,6 +116,7 @@ impl Worker {
             if !(prefill == 0 && decode_rows == 1 && self.run_speculative()) {
                 self.run_step();
             }
+            StatCounters::add(&self.shared.stats.prefill_tokens, prefill as u64);
             self.pacer
                 .record(decode_rows, prefill, started.elapsed().as_secs_f64());
             self.publish_memory();
