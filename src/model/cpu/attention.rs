@@ -19,7 +19,7 @@ const QUERY_BLOCK: usize = 16;
 /// `ggml_ops::attend`'s result, faster where this CPU has the instructions for it.
 pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if s.t > 1 && s.head_dim % 16 == 0 && s.head_dim > 0 && super::dot::avx2::available() {
+    if s.t > 1 && s.head_dim > 0 && s.head_dim.is_multiple_of(16) && super::dot::avx2::available() {
         return tiled(q, k_t, v, s);
     }
     ggml_ops::attend(q, k_t, v, s, threads)
