@@ -19,15 +19,17 @@ const QUERY_BLOCK: usize = 16;
 /// `ggml_ops::attend`'s result, faster where this CPU has the instructions for it.
 pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: usize) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    // A sliding window that masks keys (Gemma 3's local layers) stays on the reference.
-    let windowed = s.window < s.total;
-    if s.t > 1
-        && !windowed
-        && s.head_dim.is_multiple_of(16)
-        && s.head_dim > 0
-        && super::dot::avx2::available()
     {
-        return tiled(q, k_t, v, s);
+        // A sliding window that masks keys (Gemma 3's local layers) stays on the reference.
+        let windowed = s.window < s.total;
+        if s.t > 1
+            && !windowed
+            && s.head_dim > 0
+            && s.head_dim.is_multiple_of(16)
+            && super::dot::avx2::available()
+        {
+            return tiled(q, k_t, v, s);
+        }
     }
     ggml_ops::attend(q, k_t, v, s, threads)
 }
