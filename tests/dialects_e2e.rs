@@ -574,7 +574,7 @@ async fn responses_calls_and_store(client: &reqwest::Client, base: &str) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("wick_responses_ignored_tools_total{type=\"local_shell\"} 2"),
+        metrics.contains("wick_responses_ignored_tools_total{type=\"local_shell\"} 3"),
         "{metrics}"
     );
 }
