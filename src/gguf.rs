@@ -6,9 +6,11 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::Device;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+mod header;
 
 #[derive(Debug, Error)]
 pub enum GgufError {
@@ -31,12 +33,59 @@ pub enum GgufError {
     },
 }
 
+/// Reads a GGUF header (metadata and tensor table) from `reader`, whose whole length is
+/// `file_len`. A malformed or hostile file is an error, never a panic or a huge allocation:
+/// `header::check` bounds every length by what is left of the file before candle reads it,
+/// and every tensor must fit in the file, with overflow-checked sizes.
+pub fn read_content<R: Read + Seek>(reader: &mut R, file_len: u64) -> Result<Content, String> {
+    header::check(reader, file_len)?;
+    let content = Content::read(reader).map_err(|e| e.to_string())?;
+    check_tensor_extents(&content, file_len)?;
+    Ok(content)
+}
+
+/// A truncated download must fail at open with a clear message, not mid-load; a tensor
+/// whose size overflows is refused, not wrapped around.
+fn check_tensor_extents(content: &Content, file_len: u64) -> Result<(), String> {
+    for (name, info) in &content.tensor_infos {
+        let dtype = info.ggml_dtype;
+        let (block, size) = (dtype.block_size() as u64, dtype.type_size() as u64);
+        let bytes = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+            .filter(|elems| *elems % block == 0)
+            .and_then(|elems| (elems / block).checked_mul(size));
+        let end = bytes.and_then(|b| {
+            content
+                .tensor_data_offset
+                .checked_add(info.offset)?
+                .checked_add(b)
+        });
+        match end {
+            Some(end) if end <= file_len => {}
+            Some(end) => {
+                return Err(format!(
+                "tensor '{name}' ends at byte {end} but the file has {file_len} bytes (truncated?)"
+            ))
+            }
+            None => {
+                return Err(format!(
+                    "tensor '{name}' has an impossible size (shape {:?}, type {dtype:?})",
+                    info.shape.dims()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An opened GGUF file. Metadata is parsed eagerly; tensors are read on demand.
 pub struct Gguf {
     pub path: PathBuf,
     pub content: Content,
     reader: BufReader<File>,
-    file_len: u64,
 }
 
 impl Gguf {
@@ -50,37 +99,15 @@ impl Gguf {
         })?;
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| GgufError::Invalid {
+        let content = read_content(&mut reader, file_len).map_err(|reason| GgufError::Invalid {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason,
         })?;
-        let gguf = Gguf {
+        Ok(Gguf {
             path: path.to_owned(),
             content,
             reader,
-            file_len,
-        };
-        gguf.check_tensor_extents()?;
-        Ok(gguf)
-    }
-
-    /// A truncated download must fail at open with a clear message, not mid-load.
-    fn check_tensor_extents(&self) -> Result<(), GgufError> {
-        for (name, info) in &self.content.tensor_infos {
-            let elems: usize = info.shape.elem_count();
-            let bytes = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-            let end = self.content.tensor_data_offset + info.offset + bytes as u64;
-            if end > self.file_len {
-                return Err(GgufError::Invalid {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "tensor '{name}' ends at byte {end} but the file has {} bytes (truncated?)",
-                        self.file_len
-                    ),
-                });
-            }
-        }
-        Ok(())
+        })
     }
 
     pub fn value(&self, key: &str) -> Option<&Value> {

@@ -82,9 +82,9 @@ fn greedy_json_matches_reference_smollm2() -> Result<()> {
         common::SMOLLM2,
         "smollm2-135m-instruct",
         &["raw_python_fib", "chat_simple", "chat_multiturn"],
-        // SmolLM2's greedy path forks from llama.cpp's after step 8 in chat_simple (the
-        // forward pass, not the engine: see tests/model_reference.rs).
-        8,
+        // The first 48 greedy tokens of each prompt match llama.cpp's (the CPU kernels
+        // compute what ggml computes; see tests/model_reference.rs).
+        48,
     )
 }
 

@@ -83,6 +83,7 @@ impl CallParser for TagParser {
 #[derive(Default)]
 struct Seen {
     prompt: Mutex<String>,
+    encoded: AtomicUsize,
     cancelled: AtomicBool,
     submitted: AtomicUsize,
 }
@@ -93,6 +94,8 @@ struct ScriptedBackend {
     reply: String,
     ctx: usize,
     queue_full: bool,
+    /// `has_room()` says no: the admission check before any work.
+    no_room: bool,
     fail_after: Option<usize>,
     token_delay_ms: u64,
     seen: Arc<Seen>,
@@ -104,6 +107,7 @@ impl ScriptedBackend {
             reply: reply.to_owned(),
             ctx: 4096,
             queue_full: false,
+            no_room: false,
             fail_after: None,
             token_delay_ms: 0,
             seen: Arc::new(Seen::default()),
@@ -125,6 +129,7 @@ impl Backend for ScriptedBackend {
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>, wick::Error> {
         *self.seen.prompt.lock().unwrap() = text.to_owned();
+        self.seen.encoded.fetch_add(1, Ordering::SeqCst);
         Ok(text.bytes().map(u32::from).collect())
     }
     fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {
@@ -212,6 +217,9 @@ impl Backend for ScriptedBackend {
     fn active(&self) -> usize {
         0
     }
+    fn has_room(&self) -> bool {
+        !self.no_room
+    }
 }
 
 fn app_with(backend: ScriptedBackend, key: Option<&str>) -> (Router, AppState, Arc<Seen>) {
@@ -259,8 +267,16 @@ fn assert_error(status: StatusCode, body: &Value, want: u16, code: &str) {
     assert!(e.as_object().unwrap().contains_key("param"), "{body}");
 }
 
+/// The served model unless the body names one (OpenAI requires `model`).
+fn with_model(mut body: Value) -> Value {
+    if body.get("model").is_none() {
+        body["model"] = json!(MODEL);
+    }
+    body
+}
+
 fn chat(body: Value) -> Request<Body> {
-    post("/v1/chat/completions", body.to_string())
+    post("/v1/chat/completions", with_model(body).to_string())
 }
 
 fn sse_events(text: &str) -> Vec<Value> {
@@ -348,19 +364,85 @@ async fn lists_and_finds_the_served_model() {
 #[tokio::test]
 async fn bad_requests_get_openai_errors() {
     let long = "x".repeat(5000);
+    let j = |v: Value| Body::from(with_model(v).to_string());
     let cases: Vec<(Body, u16, &str)> = vec![
         (Body::from("{not json"), 400, "invalid_json"),
-        (Body::from(json!({"model": MODEL}).to_string()), 400, "missing_required_parameter"),
-        (Body::from(json!({"messages": "hi"}).to_string()), 400, "invalid_type"),
-        (Body::from(json!({"messages": user("hi"), "temperature": "warm"}).to_string()), 400, "invalid_type"),
-        (Body::from(json!({"model": "nope", "messages": user("hi")}).to_string()), 404, "model_not_found"),
-        (Body::from(json!({"messages": user("hi"), "max_tokens": -1}).to_string()), 400, "invalid_value"),
-        (Body::from(json!({"messages": user("hi"), "max_tokens": 1_000_000_000_000u64}).to_string()), 400, "context_length_exceeded"),
-        (Body::from(json!({"messages": user(&long)}).to_string()), 400, "context_length_exceeded"),
-        (Body::from(json!({"messages": user("hi"), "n": 3}).to_string()), 400, "unsupported_parameter"),
-        (Body::from(json!({"messages": user("hi"), "logprobs": true}).to_string()), 400, "unsupported_parameter"),
-        (Body::from(json!({"messages": user("hi"), "tools": [{"type": "function", "function": {"description": "no name"}}]}).to_string()), 400, "missing_required_parameter"),
-        (Body::from(json!({"messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]}).to_string()), 400, "invalid_function_parameters"),
+        (
+            j(json!({"model": MODEL})),
+            400,
+            "missing_required_parameter",
+        ),
+        (j(json!({"messages": "hi"})), 400, "invalid_type"),
+        (
+            j(json!({"messages": user("hi"), "temperature": "warm"})),
+            400,
+            "invalid_type",
+        ),
+        (
+            j(json!({"model": "nope", "messages": user("hi")})),
+            404,
+            "model_not_found",
+        ),
+        (
+            j(json!({"messages": user("hi"), "max_tokens": -1})),
+            400,
+            "invalid_value",
+        ),
+        (
+            j(json!({"messages": user("hi"), "max_tokens": 1_000_000_000_000u64})),
+            400,
+            "context_length_exceeded",
+        ),
+        (
+            j(json!({"messages": user(&long)})),
+            400,
+            "context_length_exceeded",
+        ),
+        (
+            j(json!({"messages": user("hi"), "n": 3})),
+            400,
+            "unsupported_parameter",
+        ),
+        (
+            j(json!({"messages": user("hi"), "logprobs": true})),
+            400,
+            "unsupported_parameter",
+        ),
+        (
+            j(
+                json!({"messages": user("hi"), "tools": [{"type": "function", "function": {"description": "no name"}}]}),
+            ),
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            j(
+                json!({"messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]}),
+            ),
+            400,
+            "invalid_function_parameters",
+        ),
+        // Accepted before issue 15.
+        (
+            Body::from(json!({"messages": user("hi")}).to_string()),
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            j(json!({"messages": [{"role": "user"}]})),
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            j(json!({"messages": user("hi"), "stop": "s".repeat(100_000)})),
+            400,
+            "invalid_value",
+        ),
+        (
+            j(json!({"messages": [{"role": "user", "content": "hi", "name2": "x"}]})),
+            400,
+            "unsupported_parameter",
+        ),
     ];
     for (body, status, code) in cases {
         let backend = ScriptedBackend {
@@ -685,7 +767,7 @@ async fn completions_build_fim_prompts_and_stream() {
         "<PRE>def add(a, b):\n<SUF>\nprint(add(1, 2))<MID>"
     );
     assert_eq!(v["usage"]["completion_tokens"], 17);
-    let body = json!({"prompt": "x", "stream": true, "max_tokens": 4, "stop": "\n"});
+    let body = with_model(json!({"prompt": "x", "stream": true, "max_tokens": 4, "stop": "\n"}));
     let (_, text) = send(router, post("/v1/completions", body.to_string())).await;
     let events = sse_events(&text);
     let streamed: String = events
@@ -777,4 +859,188 @@ async fn cors_is_off_by_default_and_on_for_named_origins() {
         resp.headers()["access-control-allow-origin"],
         "http://localhost:3000"
     );
+}
+
+/// The value of one metrics line (`name{labels}`), 0 when absent.
+fn metric(state: &AppState, name: &str) -> f64 {
+    let text = state.metrics().render(state.gauges());
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn overload_is_refused_before_the_prompt_is_rendered() {
+    let backend = ScriptedBackend {
+        no_room: true,
+        ..ScriptedBackend::new("ok")
+    };
+    let (router, _, seen) = app_with(backend, None);
+    for req in [
+        chat(json!({"messages": user("hi")})),
+        post(
+            "/v1/completions",
+            with_model(json!({"prompt": "x"})).to_string(),
+        ),
+    ] {
+        let resp = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "queue_full");
+    }
+    assert_eq!(
+        seen.encoded.load(Ordering::SeqCst),
+        0,
+        "the prompt was tokenized for a request refused with 429"
+    );
+}
+
+#[tokio::test]
+async fn every_429_says_when_to_retry() {
+    let (router, _, _) = app_with(
+        ScriptedBackend {
+            queue_full: true,
+            ..ScriptedBackend::new("ok")
+        },
+        None,
+    );
+    let resp = router
+        .oneshot(chat(json!({"messages": user("hi")})))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_json_405() {
+    let (status, body) = send_json(
+        app("x"),
+        Request::get("/v1/chat/completions")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    let resp = app("x")
+        .oneshot(Request::delete("/v1/models").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().contains_key(header::ALLOW));
+}
+
+#[tokio::test]
+async fn completion_context_errors_name_the_prompt() {
+    let backend = ScriptedBackend {
+        ctx: 64,
+        ..ScriptedBackend::new("ok")
+    };
+    let (router, _, _) = app_with(backend, None);
+    let body = with_model(json!({"prompt": "x".repeat(100)}));
+    let (s, v) = send_json(router, post("/v1/completions", body.to_string())).await;
+    assert_error(s, &v, 400, "context_length_exceeded");
+    assert_eq!(v["error"]["param"], "prompt");
+}
+
+#[tokio::test]
+async fn empty_fim_prompt_is_refused_like_an_empty_prompt() {
+    for body in [json!({"prompt": ""}), json!({"prompt": "", "suffix": ""})] {
+        let body = with_model(body);
+        let (s, v) = send_json(app("x"), post("/v1/completions", body.to_string())).await;
+        assert_error(s, &v, 400, "invalid_value");
+        assert_eq!(v["error"]["param"], "prompt", "{body}");
+    }
+}
+
+/// Waits (bounded) until the scripted engine saw its receiver dropped.
+async fn wait_cancelled(seen: &Seen) -> bool {
+    for _ in 0..200 {
+        if seen.cancelled.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_client_leaving_a_non_streaming_request_is_counted_once() {
+    let backend = ScriptedBackend {
+        token_delay_ms: 10,
+        ..ScriptedBackend::new(&"x".repeat(500))
+    };
+    let (router, state, seen) = app_with(backend, None);
+    // The client gives up before the answer: hyper drops the handler's future.
+    let pending = router.oneshot(chat(json!({"messages": user("x")})));
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(150), pending).await;
+    assert!(gave_up.is_err(), "the reply came before the client left");
+    assert!(wait_cancelled(&seen).await, "generation went on");
+    // The task counts what was generated once it sees the client gone.
+    for _ in 0..100 {
+        if metric(&state, "wick_requests_cancelled_total") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        metric(
+            &state,
+            "wick_requests_total{route=\"/v1/chat/completions\",status=\"499\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&state, "wick_requests_cancelled_total"), 1.0);
+    assert!(
+        metric(&state, "wick_tokens_generated_total") >= 1.0,
+        "tokens generated before the cancel are not counted"
+    );
+}
+
+#[tokio::test]
+async fn cancelled_streams_are_counted_the_same_on_both_endpoints() {
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": user("x"), "stream": true}),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "stream": true, "max_tokens": 400}),
+        ),
+    ] {
+        let backend = ScriptedBackend {
+            token_delay_ms: 10,
+            ..ScriptedBackend::new(&"x".repeat(500))
+        };
+        let (router, state, seen) = app_with(backend, None);
+        let resp = router
+            .oneshot(post(path, with_model(body).to_string()))
+            .await
+            .unwrap();
+        let mut stream = resp.into_body().into_data_stream();
+        use futures::StreamExt;
+        for _ in 0..3 {
+            stream.next().await.unwrap().unwrap();
+        }
+        drop(stream);
+        assert!(wait_cancelled(&seen).await, "{path}: generation went on");
+        for _ in 0..100 {
+            if metric(&state, "wick_requests_cancelled_total") >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            metric(&state, "wick_requests_cancelled_total"),
+            1.0,
+            "{path}"
+        );
+        assert!(
+            metric(&state, "wick_tokens_generated_total") >= 2.0,
+            "{path}: tokens before the cancel are not counted"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! names. Leading `<think>` is reasoning. A failed construct's content span ends at its
 //! closing tag or at the next opening marker of any format.
 
+use crate::markers;
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::ToolSpec;
 use crate::{ParserSpec, ToolParser};
@@ -40,4 +41,5 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "every format above, detected from the text",
     new,
     detect,
+    call_syntax: Some(markers::hermes::CALL),
 };

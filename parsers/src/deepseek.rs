@@ -19,15 +19,10 @@
 
 use crate::cursor::{Cur, Stop, P};
 use crate::json::RawCall;
+use crate::markers::deepseek::{BEGIN, CALL, CALL_END, END, SEP};
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::{Reason, ToolSpec};
 use crate::{ParserSpec, ToolParser};
-
-pub const BEGIN: &str = "<｜tool▁calls▁begin｜>";
-pub const END: &str = "<｜tool▁calls▁end｜>";
-const CALL: &str = "<｜tool▁call▁begin｜>";
-const CALL_END: &str = "<｜tool▁call▁end｜>";
-const SEP: &str = "<｜tool▁sep｜>";
 
 const FEATURES: Features = Features {
     think: true,
@@ -58,6 +53,7 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "DeepSeek V3/R1/V3.1 <｜tool▁calls▁begin｜> sections, R1 <think> reasoning",
     new,
     detect,
+    call_syntax: None,
 };
 
 /// The section after its begin marker.

@@ -8,7 +8,7 @@
 //! ranks candidates for `wick probe` and the startup log; it never changes what a parser
 //! accepts. `auto` is never detected: it is the fallback.
 
-use crate::{by_name, deepseek, hermes, llama3_json, mistral, Evidence, ParserSpec};
+use crate::{deepseek, hermes, llama3_json, markers, mistral, qwen, Evidence, ParserSpec};
 
 /// The parser a model calls for, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,21 +20,26 @@ pub struct Detection {
 }
 
 /// Template checks, most specific first.
-const ORDER: &[&str] = &["qwen", "deepseek", "mistral", "llama3_json", "hermes"];
+const ORDER: &[&ParserSpec] = &[
+    &qwen::SPEC,
+    &deepseek::SPEC,
+    &mistral::SPEC,
+    &llama3_json::SPEC,
+    &hermes::SPEC,
+];
 
 /// Vocabulary tokens that name a format on their own.
-const TOKENS: &[(&str, &str)] = &[
-    (mistral::TOOL_CALLS, "mistral"),
-    (deepseek::BEGIN, "deepseek"),
-    (llama3_json::PYTHON_TAG, "llama3_json"),
-    (hermes::TOOL_CALL, "hermes"),
+const TOKENS: &[(&str, &ParserSpec)] = &[
+    (markers::mistral::TOOL_CALLS, &mistral::SPEC),
+    (markers::deepseek::BEGIN, &deepseek::SPEC),
+    (markers::llama3_json::PYTHON_TAG, &llama3_json::SPEC),
+    (markers::hermes::TOOL_CALL, &hermes::SPEC),
 ];
 
 /// Names the parser `template` (and `special_tokens`) call for; `None` when the model shows
 /// no tool-call format (e.g. SmolLM2).
 pub fn detect_parser(template: &str, special_tokens: &[&str]) -> Option<Detection> {
-    for name in ORDER {
-        let spec: &ParserSpec = by_name(name).ok()?;
+    for spec in ORDER {
         if let Some(marker) = (spec.detect)(template) {
             return Some(Detection {
                 parser: spec.name,
@@ -45,9 +50,9 @@ pub fn detect_parser(template: &str, special_tokens: &[&str]) -> Option<Detectio
             });
         }
     }
-    TOKENS.iter().find_map(|&(token, parser)| {
+    TOKENS.iter().find_map(|&(token, spec)| {
         special_tokens.contains(&token).then_some(Detection {
-            parser,
+            parser: spec.name,
             evidence: Evidence {
                 marker: token,
                 source: "vocabulary",

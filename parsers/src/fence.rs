@@ -11,12 +11,11 @@
 //! `[` or — with xml — `<`, or invalid JSON), so ordinary code blocks stream.
 
 use crate::cursor::{Cur, Stop};
-use crate::hermes;
 use crate::json::{self, CallRules, RawCall};
+use crate::markers::fence::FENCE;
 use crate::scan::{Bare, Features};
 use crate::types::{Reason, ToolSpec};
-
-pub const FENCE: &str = "```";
+use crate::{hermes, markers};
 
 /// What to do at a line-start backtick.
 pub enum Decision {
@@ -121,7 +120,7 @@ fn cannot_be_calls(body: &str, f: Features, open: &mut Vec<usize>) -> bool {
         Some(b'{' | b'[') => json::scan(t.as_bytes(), open) == json::Scan::Invalid,
         Some(b'<') => {
             let tag = |m: &str| t.starts_with(m) || m.starts_with(t);
-            !(f.fence_xml && (tag(hermes::TOOL_CALL) || tag(hermes::TOOLS)))
+            !(f.fence_xml && (tag(markers::hermes::TOOL_CALL) || tag(markers::hermes::TOOLS)))
         }
         Some(_) => true,
     }
@@ -180,10 +179,20 @@ fn body_calls(
 fn tag_blocks(cur: &mut Cur<'_>, f: Features, tools: &[ToolSpec]) -> Result<Vec<RawCall>, Stop> {
     let mut calls = Vec::new();
     loop {
-        if cur.try_lit(hermes::TOOL_CALL)? {
-            calls.extend(hermes::tag_block(cur, hermes::TOOL_CALL_END, f.xml, tools)?);
-        } else if cur.try_lit(hermes::TOOLS)? {
-            calls.extend(hermes::tag_block(cur, hermes::TOOLS_END, false, tools)?);
+        if cur.try_lit(markers::hermes::TOOL_CALL)? {
+            calls.extend(hermes::tag_block(
+                cur,
+                markers::hermes::TOOL_CALL_END,
+                f.xml,
+                tools,
+            )?);
+        } else if cur.try_lit(markers::hermes::TOOLS)? {
+            calls.extend(hermes::tag_block(
+                cur,
+                markers::hermes::TOOLS_END,
+                false,
+                tools,
+            )?);
         } else {
             return Err(Stop::Fail(Reason::Malformed));
         }

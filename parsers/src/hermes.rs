@@ -17,14 +17,11 @@
 
 use crate::cursor::{Cur, Stop, P};
 use crate::json::{CallRules, RawCall};
+use crate::markers;
+use crate::markers::hermes::TOOL_CALL;
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::ToolSpec;
 use crate::{qwen, ParserSpec, ToolParser};
-
-pub const TOOL_CALL: &str = "<tool_call>";
-pub const TOOL_CALL_END: &str = "</tool_call>";
-pub const TOOLS: &str = "<tools>";
-pub const TOOLS_END: &str = "</tools>";
 
 const FEATURES: Features = Features {
     think: true,
@@ -57,6 +54,7 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "<tool_call>{json}</tool_call> (Hermes 2 Pro, Qwen2.5/Qwen3 templates)",
     new,
     detect,
+    call_syntax: Some(markers::hermes::CALL),
 };
 
 /// The rest of a tag block after its opening tag: whitespace, a JSON call payload (or,

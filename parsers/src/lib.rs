@@ -23,6 +23,7 @@ mod hermes;
 mod ids;
 mod json;
 mod llama3_json;
+mod markers;
 mod mistral;
 mod qwen;
 mod scan;
@@ -69,6 +70,22 @@ pub struct ParserSpec {
     /// Whether a chat template calls for this parser; only ranks candidates, it never
     /// changes what the parser accepts.
     pub detect: fn(&str) -> Option<&'static str>,
+    /// How to write one call that this parser reads, for servers that force a call
+    /// (`tool_choice`); `None` when the format has no such spelling.
+    pub call_syntax: Option<CallSyntax>,
+}
+
+/// One call in a parser's format: `open`, the JSON string of the name, `before_arguments`,
+/// the arguments object, then `close`. A server appends `open` (and the name) to the prompt
+/// and constrains the rest, so the model can only write a call this parser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSyntax {
+    /// Text before the name.
+    pub open: &'static str,
+    /// Text between the name and the arguments object.
+    pub before_arguments: &'static str,
+    /// Text after the arguments object.
+    pub close: &'static str,
 }
 
 impl std::fmt::Debug for ParserSpec {

@@ -15,11 +15,11 @@
 
 use crate::cursor::{Cur, Stop, P};
 use crate::json::{self, CallRules, RawCall};
+use crate::markers;
+use crate::markers::llama3_json::PYTHON_TAG;
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::{Reason, ToolSpec};
 use crate::{ParserSpec, ToolParser};
-
-pub const PYTHON_TAG: &str = "<|python_tag|>";
 
 const FEATURES: Features = Features {
     think: false,
@@ -56,6 +56,7 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "Llama 3.x JSON calls, bare or after <|python_tag|>, several separated by ';'",
     new,
     detect,
+    call_syntax: Some(markers::llama3_json::CALL),
 };
 
 /// The first call after `<|python_tag|>`; the scanner continues the run.

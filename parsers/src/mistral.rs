@@ -14,13 +14,11 @@
 
 use crate::cursor::{Cur, Stop, P};
 use crate::json::{self, CallRules, RawCall};
+use crate::markers;
+use crate::markers::mistral::{ARGS, CALL_ID, TOOL_CALLS};
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::{Reason, ToolSpec};
 use crate::{ParserSpec, ToolParser};
-
-pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
-const CALL_ID: &str = "[CALL_ID]";
-const ARGS: &str = "[ARGS]";
 
 const FEATURES: Features = Features {
     think: false,
@@ -51,6 +49,7 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "[TOOL_CALLS][{…}] (v2–v7) and [TOOL_CALLS]name[ARGS]{…} (v11+)",
     new,
     detect,
+    call_syntax: Some(markers::mistral::CALL),
 };
 
 fn name_char(c: char) -> bool {

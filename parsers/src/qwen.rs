@@ -28,17 +28,13 @@
 
 use crate::cursor::{Cur, Stop, P};
 use crate::json::RawCall;
+use crate::markers::qwen::{
+    ARGS, FUNCTION, XML_FUNCTION, XML_FUNCTION_END, XML_PARAM, XML_PARAM_END,
+};
 use crate::scan::{Bare, Features, Scanner};
 use crate::types::{Reason, ToolSpec};
-use crate::{hermes, ParserSpec, ToolParser};
+use crate::{markers, ParserSpec, ToolParser};
 use serde_json::{Map, Value};
-
-pub const FUNCTION: &str = "✿FUNCTION✿";
-const ARGS: &str = "✿ARGS✿";
-const XML_FUNCTION: &str = "<function=";
-const XML_FUNCTION_END: &str = "</function>";
-const XML_PARAM: &str = "<parameter=";
-const XML_PARAM_END: &str = "</parameter>";
 
 const FEATURES: Features = Features {
     think: true,
@@ -69,7 +65,7 @@ pub fn detect(template: &str) -> Option<&'static str> {
     if template.contains(FUNCTION) {
         return Some(FUNCTION);
     }
-    if template.contains(hermes::TOOL_CALL) && template.contains("# Tools") {
+    if template.contains(markers::hermes::TOOL_CALL) && template.contains("# Tools") {
         return Some("# Tools");
     }
     None
@@ -80,6 +76,7 @@ pub const SPEC: ParserSpec = ParserSpec {
     description: "Qwen: <tool_call> JSON or Qwen3-Coder XML, <tools>, ✿FUNCTION✿, bare/fenced JSON",
     new,
     detect,
+    call_syntax: Some(markers::hermes::CALL),
 };
 
 /// `<function=NAME>` parameters `</function>` (the cursor is at `<function=`).

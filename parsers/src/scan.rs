@@ -18,9 +18,10 @@
 //! Must not depend on anything model- or server-specific.
 
 use crate::json::{CallRules, RawCall};
+use crate::markers::{deepseek, hermes, llama3_json, mistral, qwen};
 use crate::steps::bare_enabled;
 use crate::types::{Construct, Event, Rejection, ToolSpec};
-use crate::{deepseek, hermes, ids, llama3_json, mistral, qwen, ToolParser};
+use crate::{ids, ToolParser};
 use std::collections::HashSet;
 
 /// When markerless JSON (bare or fenced) is read as calls.

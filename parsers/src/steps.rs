@@ -8,7 +8,7 @@ use crate::cursor::{Cur, Stop};
 use crate::json::{self};
 use crate::scan::{Action, Bare, Marker, Mode, Run, Scanner};
 use crate::types::{Construct, Reason, Rejection, ToolSpec};
-use crate::{deepseek, fence, hermes, llama3_json, mistral, qwen};
+use crate::{deepseek, fence, hermes, llama3_json, markers, mistral, qwen};
 
 impl Scanner {
     pub(crate) fn step_start(&mut self, rest: &str, eof: bool) -> Action {
@@ -83,9 +83,11 @@ impl Scanner {
         cur.i = m.text.len();
         let result = match m.construct {
             Construct::ToolCallTag => {
-                hermes::tag_block(&mut cur, hermes::TOOL_CALL_END, self.f.xml, &tools)
+                hermes::tag_block(&mut cur, markers::hermes::TOOL_CALL_END, self.f.xml, &tools)
             }
-            Construct::ToolsTag => hermes::tag_block(&mut cur, hermes::TOOLS_END, false, &tools),
+            Construct::ToolsTag => {
+                hermes::tag_block(&mut cur, markers::hermes::TOOLS_END, false, &tools)
+            }
             Construct::MistralToolCalls => mistral::after_marker(&mut cur),
             Construct::PythonTag => llama3_json::after_marker(&mut cur),
             Construct::QwenFunction => qwen::function_after_marker(&mut cur),
@@ -227,7 +229,7 @@ impl Scanner {
         match fence::closing_line(rest, self.at_line_start) {
             fence::Closing::At(at) => {
                 self.mode = Mode::Normal;
-                Action::Content(at + fence::FENCE.len())
+                Action::Content(at + markers::fence::FENCE.len())
             }
             fence::Closing::Partial(at) if !eof => match at {
                 0 => Action::Wait,

@@ -35,6 +35,9 @@ pub struct FunctionDef {
     pub parameters: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// Fields not listed above: refused by validation.
+    #[serde(flatten, skip_serializing)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,11 +45,16 @@ pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
+    /// Fields not listed above: refused by validation.
+    #[serde(flatten, skip_serializing)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct NamedFunction {
     pub name: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +62,8 @@ pub struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: NamedFunction,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `tool_choice`: `"none"`, `"auto"`, `"required"` or `{"type":"function","function":{"name"}}`.

@@ -10,8 +10,9 @@ use crate::gguf::Gguf;
 use crate::models::ResolvedModel;
 use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfig};
 use crate::template::fim::FimStyle;
+use crate::template::normalize::map_content;
 use crate::template::ChatTemplate;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Literals, Tokenizer};
 use crate::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,21 @@ pub struct ServeArgs {
     /// thinking blocks, reasoning items), never as content; `none`: the raw text.
     #[arg(long, env = "WICK_REASONING_FORMAT", default_value = "auto")]
     pub reasoning_format: crate::server::reasoning::ReasoningFormat,
+    /// Seconds a connection may take to send a whole request head; also how long an idle
+    /// keep-alive connection stays open waiting for its next request.
+    #[arg(long, env = "WICK_HEADER_READ_TIMEOUT", default_value_t = 15)]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may take to arrive in full (408 after that).
+    #[arg(long, env = "WICK_BODY_READ_TIMEOUT", default_value_t = 60)]
+    pub body_read_timeout: u64,
+    /// Open connections at most; more wait until one closes.
+    #[arg(long, env = "WICK_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+    /// Tokenize special-token text inside message content (`<|im_start|>` in a user
+    /// message) as special tokens, as llama-server and vLLM do. Off by default: content is
+    /// text, so a client cannot forge turns.
+    #[arg(long, env = "WICK_PARSE_SPECIAL_IN_CONTENT")]
+    pub parse_special_in_content: bool,
 }
 
 pub fn run(args: Args) -> crate::Result<()> {
@@ -122,6 +138,7 @@ pub fn server_config(args: &ServeArgs, resolved: &ResolvedModel) -> ServerConfig
 
 async fn serve(args: ServeArgs, model: ResolvedModel, state: AppState) -> crate::Result<()> {
     let addr = format!("{}:{}", args.host, args.port);
+    let limits = connection_limits(&args)?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
@@ -153,14 +170,25 @@ async fn serve(args: ServeArgs, model: ResolvedModel, state: AppState) -> crate:
     });
 
     let app = server::router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::io("the server stopped", e))?;
+    server::listen::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down");
     // Stop accepting work, then let the engine drain; a still-running load is abandoned.
     loader.abort();
     Ok(())
+}
+
+fn connection_limits(args: &ServeArgs) -> crate::Result<server::listen::ConnectionLimits> {
+    if args.header_read_timeout == 0 || args.body_read_timeout == 0 || args.max_connections == 0 {
+        return Err(Error::Usage(
+            "--header-read-timeout, --body-read-timeout and --max-connections must be at least 1"
+                .into(),
+        ));
+    }
+    Ok(server::listen::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout),
+        body_read_timeout: std::time::Duration::from_secs(args.body_read_timeout),
+        max_connections: args.max_connections,
+    })
 }
 
 fn init_logging() {
@@ -254,6 +282,7 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         template,
         fim,
         parser,
+        parse_special_in_content: args.parse_special_in_content,
     }))
 }
 
@@ -310,6 +339,8 @@ struct ModelBackend {
     template: ChatTemplate,
     fim: Option<(FimStyle, Vec<u32>)>,
     parser: &'static ParserSpec,
+    /// `--parse-special-in-content`: the old, forgeable tokenization of message content.
+    parse_special_in_content: bool,
 }
 
 impl Backend for ModelBackend {
@@ -323,6 +354,25 @@ impl Backend for ModelBackend {
 
     fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
         Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    /// Message content is text: its special-token text is hidden behind placeholders
+    /// while the template renders, then tokenized as plain text (tokenizer/literal.rs).
+    fn encode_chat(&self, request: &serde_json::Value, suffix: &str) -> crate::Result<Vec<u32>> {
+        if self.parse_special_in_content {
+            let mut prompt = self.render_chat(request)?;
+            prompt.push_str(suffix);
+            return self.encode(&prompt);
+        }
+        let mut literals = Literals::new(&request.to_string());
+        let protected = map_content(request, |text| {
+            self.tokenizer.protect_specials(text, &mut literals)
+        });
+        let mut prompt = self.template.render(&protected)?;
+        prompt.push_str(suffix);
+        Ok(self
+            .tokenizer
+            .encode_with_literals(&prompt, true, &literals)?)
     }
 
     fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {
@@ -355,8 +405,11 @@ impl Backend for ModelBackend {
         self.handle.active()
     }
 
-    fn token_bytes(&self, id: u32) -> Vec<u8> {
-        self.tokenizer.token_bytes(id).to_vec()
+    /// The engine's own admission rule (`Handle::submit`), read without its lock.
+    fn has_room(&self) -> bool {
+        let opts = self.handle.options();
+        let free = opts.parallel.saturating_sub(self.handle.active());
+        self.handle.queue_depth() < opts.max_queue + free
     }
 }
 

@@ -143,29 +143,3 @@ pub enum EngineError {
     #[error("inference failed: {0}")]
     Inference(String),
 }
-
-impl EngineError {
-    pub fn shape(&self) -> crate::error::ErrorShape {
-        let (status, kind, code, param) = match self {
-            EngineError::QueueFull => (429, "rate_limit_exceeded", "queue_full", None),
-            EngineError::ContextLengthExceeded { .. } => (
-                400,
-                "invalid_request_error",
-                "context_length_exceeded",
-                Some("messages"),
-            ),
-            EngineError::EmptyPrompt => {
-                (400, "invalid_request_error", "empty_prompt", Some("prompt"))
-            }
-            EngineError::WorkerStopped | EngineError::Inference(_) => {
-                (500, "server_error", "inference_failed", None)
-            }
-        };
-        crate::error::ErrorShape {
-            status,
-            kind,
-            param: param.map(str::to_owned),
-            code: Some(code.to_owned()),
-        }
-    }
-}

@@ -5,6 +5,7 @@
 //! `Registry` of `ModelEntry` in file order. Knows nothing about downloads or the network.
 
 use super::ModelsError;
+use crate::template::FimStyle;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,18 +20,6 @@ pub const BUILTIN_NAME: &str = "models.toml (built-in)";
 pub fn supported_archs() -> Vec<&'static str> {
     crate::model::ARCHITECTURES.iter().map(|a| a.name).collect()
 }
-
-/// Tool-parser names (the parser contract fixes them).
-const TOOL_PARSERS: &[&str] = &[
-    "hermes",
-    "llama3_json",
-    "mistral",
-    "qwen",
-    "deepseek",
-    "auto",
-];
-/// FIM prompt styles the template module knows.
-const FIM_STYLES: &[&str] = &["qwen", "starcoder", "codellama", "deepseek", "codestral"];
 
 /// One model id of models.toml.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -146,18 +135,19 @@ impl ModelEntry {
             ));
         }
         if let Some(p) = &self.tool_parser {
-            if !TOOL_PARSERS.contains(&p.as_str()) {
+            if wick_parsers::by_name(p).is_err() {
                 return Err(format!(
                     "unknown tool_parser '{p}' (expected one of {})",
-                    TOOL_PARSERS.join(", ")
+                    wick_parsers::names()
                 ));
             }
         }
         if let Some(f) = &self.fim {
-            if !FIM_STYLES.contains(&f.as_str()) {
+            if FimStyle::from_name(f).is_none() {
+                let known: Vec<&str> = FimStyle::ALL.iter().map(|s| s.name()).collect();
                 return Err(format!(
                     "unknown fim style '{f}' (expected one of {})",
-                    FIM_STYLES.join(", ")
+                    known.join(", ")
                 ));
             }
         }

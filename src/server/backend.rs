@@ -53,44 +53,12 @@ impl CallParser for PlainText {
     fn finish(&mut self, _out: &mut Vec<ParseEvent>) {}
 }
 
-/// How the model's parser spells one call, so that `tool_choice` can force it:
-/// `open` + JSON string of the name + `before_arguments` + the arguments object + `close`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallSyntax {
-    pub open: &'static str,
-    pub before_arguments: &'static str,
-    pub close: &'static str,
-}
-
-/// Hermes-style `<tool_call>` tags: read by the `hermes`, `qwen` and `auto` parsers.
-pub const HERMES_SYNTAX: CallSyntax = CallSyntax {
-    open: "<tool_call>\n{\"name\": ",
-    before_arguments: ", \"arguments\": ",
-    close: "}\n</tool_call>",
-};
-
-/// Llama 3 JSON with the `<|python_tag|>` marker.
-pub const LLAMA3_SYNTAX: CallSyntax = CallSyntax {
-    open: "<|python_tag|>{\"name\": ",
-    before_arguments: ", \"parameters\": ",
-    close: "}",
-};
-
-/// Mistral pre-v11 call list.
-pub const MISTRAL_SYNTAX: CallSyntax = CallSyntax {
-    open: "[TOOL_CALLS][{\"name\": ",
-    before_arguments: ", \"arguments\": ",
-    close: "}]",
-};
-
-/// The call syntax a parser (by its registry name) reads, when it has one we can force.
-pub fn call_syntax_for(parser: &str) -> Option<CallSyntax> {
-    match parser {
-        "hermes" | "qwen" | "auto" => Some(HERMES_SYNTAX),
-        "llama3_json" => Some(LLAMA3_SYNTAX),
-        "mistral" => Some(MISTRAL_SYNTAX),
-        _ => None,
-    }
+/// How the parser named `parser` spells one call, so that `tool_choice` can force it; the
+/// parser registry says, per parser.
+pub fn call_syntax_for(parser: &str) -> Option<wick_parsers::CallSyntax> {
+    wick_parsers::by_name(parser)
+        .ok()
+        .and_then(|p| p.call_syntax)
 }
 
 /// Everything the handlers need from a loaded model.
@@ -102,6 +70,14 @@ pub trait Backend: Send + Sync {
     fn render_chat(&self, request: &Value) -> Result<String, Error>;
     /// Tokenizes a prompt; special-token text becomes the special token, BOS per the GGUF.
     fn encode(&self, text: &str) -> Result<Vec<u32>, Error>;
+    /// The token ids of a chat request: the template rendered with the generation prompt,
+    /// then `suffix` (a forced tool-call opening). A backend that treats message content as
+    /// text (never as special tokens) overrides this; the default is render + encode.
+    fn encode_chat(&self, request: &Value, suffix: &str) -> Result<Vec<u32>, Error> {
+        let mut prompt = self.render_chat(request)?;
+        prompt.push_str(suffix);
+        self.encode(&prompt)
+    }
     /// The fill-in-the-middle prompt for this model and the extra stop ids that end a
     /// middle, or `None` when it has no FIM tokens.
     fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)>;
@@ -113,8 +89,10 @@ pub trait Backend: Send + Sync {
     fn submit(&self, request: GenerationRequest) -> Result<UnboundedReceiver<Event>, EngineError>;
     fn queue_depth(&self) -> usize;
     fn active(&self) -> usize;
-    /// The bytes of one token (for `logprobs`); empty when unknown.
-    fn token_bytes(&self, _id: u32) -> Vec<u8> {
-        Vec::new()
+    /// Whether a request submitted now would be queued rather than refused with
+    /// `QueueFull`: checked before any work is done for a request. A check, not a
+    /// reservation: `submit` still has the last word.
+    fn has_room(&self) -> bool {
+        true
     }
 }

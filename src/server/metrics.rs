@@ -116,6 +116,15 @@ impl Metrics {
         }
     }
 
+    /// Tokens of a generation that stopped early (its client left): counted without the
+    /// timing histograms, which would be skewed by a partial run.
+    pub fn record_partial_generation(&self, prompt: usize, generated: usize) {
+        self.prompt_tokens
+            .fetch_add(prompt as u64, Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(generated as u64, Ordering::Relaxed);
+    }
+
     pub fn record_tool_calls(&self, parsed: usize, rejected: usize) {
         self.tool_calls.fetch_add(parsed as u64, Ordering::Relaxed);
         self.tool_parse_failures

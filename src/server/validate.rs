@@ -4,15 +4,22 @@
 //! `CompletionPlan` (sampling, limits, stop rules, tool mode). No I/O, no model access.
 
 use crate::api::{ChatRequest, CompletionRequest, Prompt, Stop, StreamOptions, Tool, ToolChoice};
-use crate::engine::SamplingParams;
+use crate::engine::{EngineError, SamplingParams};
 use crate::Error;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+
+mod messages;
+mod tools;
+
+pub use messages::{messages, MAX_MESSAGES};
+pub use tools::{tools, MAX_SCHEMA_DEPTH, MAX_TOOLS, MAX_TOOLS_BYTES};
 
 /// Fields clients send that change nothing about generation here; accepted and ignored.
 const HARMLESS_FIELDS: &[&str] = &["metadata", "store", "service_tier", "prompt_cache_key"];
-const MAX_STOP_STRINGS: usize = 16;
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+/// At most this many stop strings, each at most `MAX_STOP_BYTES` long: the engine checks
+/// the end of the output against every one of them after each token.
+pub const MAX_STOP_STRINGS: usize = 16;
+pub const MAX_STOP_BYTES: usize = 256;
 
 /// What the model may do with the declared tools.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +36,6 @@ pub enum ToolMode {
 #[derive(Debug, Clone)]
 pub struct Common {
     pub stream: bool,
-    /// Return the logprob of each sampled token.
-    pub logprobs: bool,
     pub include_usage: bool,
     pub sampling: SamplingParams,
     /// `None`: as many as the context allows (or the server default).
@@ -63,11 +68,35 @@ fn invalid_value(param: &str, message: impl Into<String>) -> Error {
     Error::invalid(message, Some(param), "invalid_value")
 }
 
-/// The requested model must be the one served (a missing `model` means that one).
+/// The requested model must be the one served. `model` is required, as OpenAI requires it.
 pub fn check_model(model: Option<&str>, served: &str) -> Result<(), Error> {
     match model {
+        None => Err(Error::invalid(
+            "missing required parameter 'model'",
+            Some("model"),
+            "missing_required_parameter",
+        )),
         Some(m) if m != served => Err(Error::ModelNotFound(m.to_owned())),
-        _ => Ok(()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Refuses the first field of `obj` that is not in `allowed`, naming it under `prefix`
+/// (`messages[0].foo`): nothing a client sends is silently dropped, at any depth.
+pub(crate) fn reject_unknown(
+    prefix: &str,
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+) -> Result<(), Error> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => {
+            let param = format!("{prefix}.{k}");
+            Err(unsupported(
+                &param,
+                format!("parameter '{param}' is not supported by this server"),
+            ))
+        }
+        None => Ok(()),
     }
 }
 
@@ -195,6 +224,12 @@ fn stop_strings(stop: Option<&Stop>) -> Result<Vec<String>, Error> {
     if list.iter().any(String::is_empty) {
         return Err(invalid_value("stop", "stop strings must not be empty"));
     }
+    if list.iter().any(|s| s.len() > MAX_STOP_BYTES) {
+        return Err(invalid_value(
+            "stop",
+            format!("stop strings are limited to {MAX_STOP_BYTES} bytes each"),
+        ));
+    }
     Ok(list)
 }
 
@@ -219,164 +254,6 @@ fn stream_flags(
         ));
     }
     Ok((stream, o.include_usage.unwrap_or(false)))
-}
-
-fn check_content(i: usize, content: Option<&Value>) -> Result<(), Error> {
-    let param = format!("messages[{i}].content");
-    match content {
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(Value::Array(parts)) => {
-            for (j, p) in parts.iter().enumerate() {
-                let kind = p.get("type").and_then(Value::as_str);
-                let text = p.get("text").and_then(Value::as_str);
-                if kind != Some("text") || text.is_none() {
-                    return Err(unsupported(
-                        &format!("{param}[{j}]"),
-                        "only text content parts ({\"type\":\"text\",\"text\":…}) are supported",
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Some(_) => Err(Error::invalid(
-            format!("{param} must be a string, null or a list of text parts"),
-            Some(&param),
-            "invalid_type",
-        )),
-    }
-}
-
-fn check_tool_calls(i: usize, calls: &Value) -> Result<(), Error> {
-    let param = format!("messages[{i}].tool_calls");
-    let bad = |m: &str| Error::invalid(m, Some(&param), "invalid_type");
-    let list = calls
-        .as_array()
-        .ok_or_else(|| bad("tool_calls must be a list"))?;
-    for c in list {
-        let f = c.get("function").unwrap_or(c);
-        if f.get("name")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(bad("every tool call needs a function name"));
-        }
-        match f.get("arguments") {
-            None | Some(Value::String(_)) | Some(Value::Object(_)) => {}
-            Some(_) => return Err(bad("tool call arguments must be a JSON string or object")),
-        }
-    }
-    Ok(())
-}
-
-pub fn messages(messages: &[Value]) -> Result<(), Error> {
-    if messages.is_empty() {
-        return Err(invalid_value("messages", "messages must not be empty"));
-    }
-    for (i, m) in messages.iter().enumerate() {
-        let param = format!("messages[{i}]");
-        let obj = m.as_object().ok_or_else(|| {
-            Error::invalid(
-                "each message must be an object",
-                Some(&param),
-                "invalid_type",
-            )
-        })?;
-        let role = obj.get("role").and_then(Value::as_str).ok_or_else(|| {
-            let p = format!("{param}.role");
-            Error::invalid(
-                "each message needs a string 'role'",
-                Some(&p),
-                "missing_required_parameter",
-            )
-        })?;
-        if !ROLES.contains(&role) {
-            let p = format!("{param}.role");
-            return Err(invalid_value(
-                &p,
-                format!("unknown role '{role}' (expected one of {ROLES:?})"),
-            ));
-        }
-        check_content(i, obj.get("content"))?;
-        if let Some(calls) = obj.get("tool_calls").filter(|v| !v.is_null()) {
-            if role != "assistant" {
-                let p = format!("{param}.tool_calls");
-                return Err(invalid_value(
-                    &p,
-                    "only assistant messages carry tool_calls",
-                ));
-            }
-            check_tool_calls(i, calls)?;
-        }
-    }
-    Ok(())
-}
-
-fn valid_function_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// The parameters schema must be a JSON Schema object describing an object.
-fn check_schema(param: &str, schema: &Value) -> Result<(), Error> {
-    let bad = |m: &str| Error::invalid(m, Some(param), "invalid_function_parameters");
-    let obj = schema
-        .as_object()
-        .ok_or_else(|| bad("function parameters must be a JSON Schema object"))?;
-    match obj.get("type") {
-        None => {}
-        Some(Value::String(t)) if t == "object" => {}
-        Some(_) => return Err(bad("function parameters must have \"type\": \"object\"")),
-    }
-    if let Some(p) = obj.get("properties") {
-        let props = p
-            .as_object()
-            .ok_or_else(|| bad("'properties' must be an object"))?;
-        if props.values().any(|v| !v.is_object() && !v.is_boolean()) {
-            return Err(bad("each property schema must be an object"));
-        }
-    }
-    if let Some(r) = obj.get("required") {
-        let ok = r.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-        if !ok {
-            return Err(bad("'required' must be a list of property names"));
-        }
-    }
-    Ok(())
-}
-
-pub fn tools(tools: &[Tool]) -> Result<(), Error> {
-    let mut names = HashSet::new();
-    for (i, t) in tools.iter().enumerate() {
-        if t.kind != "function" {
-            let p = format!("tools[{i}].type");
-            return Err(unsupported(
-                &p,
-                format!("tool type '{}' is not supported (only 'function')", t.kind),
-            ));
-        }
-        let name = &t.function.name;
-        if !valid_function_name(name) {
-            let p = format!("tools[{i}].function.name");
-            return Err(invalid_value(
-                &p,
-                format!("invalid function name '{name}': 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'"),
-            ));
-        }
-        if !names.insert(name.as_str()) {
-            let p = format!("tools[{i}].function.name");
-            return Err(invalid_value(
-                &p,
-                format!("function '{name}' is declared twice"),
-            ));
-        }
-        if let Some(schema) = &t.function.parameters {
-            check_schema(&format!("tools[{i}].function.parameters"), schema)?;
-        }
-    }
-    Ok(())
 }
 
 fn tool_mode(choice: Option<&ToolChoice>, tools: &[Tool]) -> Result<ToolMode, Error> {
@@ -408,6 +285,8 @@ fn tool_mode(choice: Option<&ToolChoice>, tools: &[Tool]) -> Result<ToolMode, Er
             )),
         },
         Some(ToolChoice::Named(n)) => {
+            reject_unknown("tool_choice", &n.extra, &["type", "function"])?;
+            reject_unknown("tool_choice.function", &n.function.extra, &["name"])?;
             if n.kind != "function" {
                 return Err(unsupported("tool_choice.type", "only tool_choice type 'function' is supported"));
             }
@@ -427,7 +306,18 @@ fn json_object_format(format: Option<&Value>) -> Result<bool, Error> {
     let Some(f) = format.filter(|v| !v.is_null()) else {
         return Ok(false);
     };
-    match f.get("type").and_then(Value::as_str) {
+    let obj = f.as_object().ok_or_else(|| {
+        Error::invalid(
+            "response_format must be an object",
+            Some("response_format"),
+            "invalid_type",
+        )
+    })?;
+    let kind = obj.get("type").and_then(Value::as_str);
+    if matches!(kind, Some("text" | "json_object")) {
+        reject_unknown("response_format", obj, &["type"])?;
+    }
+    match kind {
         Some("text") => Ok(false),
         Some("json_object") => Ok(true),
         Some(other) => Err(unsupported(
@@ -460,26 +350,14 @@ pub fn chat(
     reject_extra(&req.extra)?;
     check_n(req.n)?;
     check_logit_bias(req.logit_bias.as_ref())?;
-    match req.top_logprobs {
-        None | Some(0) => {}
-        Some(n) if !(0..=20).contains(&n) => {
-            return Err(invalid_value(
-                "top_logprobs",
-                format!("top_logprobs must be between 0 and 20, got {n}"),
-            ))
-        }
-        Some(_) if req.logprobs != Some(true) => {
-            return Err(invalid_value(
-                "top_logprobs",
-                "top_logprobs needs logprobs: true",
-            ))
-        }
-        Some(_) => {
-            return Err(unsupported(
-                "top_logprobs",
-                "top_logprobs > 0 is not supported yet: logprobs of the sampled tokens are (top_logprobs 0)",
-            ))
-        }
+    if req.logprobs == Some(true) {
+        return Err(unsupported("logprobs", "logprobs are not supported yet"));
+    }
+    if req.top_logprobs.is_some() {
+        return Err(unsupported(
+            "top_logprobs",
+            "top_logprobs is not supported yet",
+        ));
     }
     messages(&req.messages)?;
     let tool_list = req.tools.clone().unwrap_or_default();
@@ -518,7 +396,6 @@ pub fn chat(
     Ok(ChatPlan {
         common: Common {
             stream,
-            logprobs: req.logprobs == Some(true),
             include_usage,
             sampling,
             max_tokens: limit,
@@ -562,21 +439,15 @@ pub fn completion(
         None | Some(1) => {}
         Some(_) => return Err(unsupported("best_of", "best_of > 1 is not supported")),
     }
-    // `logprobs: N` asks for the sampled token's logprob and N alternatives.
     match req.logprobs {
         None | Some(0) => {}
-        Some(n) if n < 0 => {
-            return Err(invalid_value(
-                "logprobs",
-                format!("logprobs must be 0 to 5, got {n}"),
-            ))
-        }
-        Some(_) => {
-            return Err(unsupported(
-                "logprobs",
-                "logprobs > 0 (alternative tokens) is not supported yet: logprobs 0 returns the sampled tokens' logprobs",
-            ))
-        }
+        Some(_) => return Err(unsupported("logprobs", "logprobs are not supported yet")),
+    }
+    let prompt = prompt_text(&req.prompt)?;
+    // Nothing to continue from: an empty prompt, or an empty FIM prefix with an empty
+    // suffix (the FIM markup alone is not a prompt).
+    if prompt.is_empty() && req.suffix.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid_value("prompt", "the prompt is empty"));
     }
     let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
     let sampling = sampling(
@@ -595,30 +466,36 @@ pub fn completion(
     Ok(CompletionPlan {
         common: Common {
             stream,
-            logprobs: req.logprobs == Some(0),
             include_usage,
             sampling,
             // OpenAI's legacy completions default to 16 tokens; clients always send it.
             max_tokens: Some(max_tokens("max_tokens", req.max_tokens)?.unwrap_or(16)),
             stop: stop_strings(req.stop.as_ref())?,
         },
-        prompt: prompt_text(&req.prompt)?,
+        prompt,
         suffix: req.suffix.clone(),
     })
 }
 
 /// The completion budget: the request's `max_tokens`, else the server default, else the
-/// rest of the context. Prompt plus budget over the context is `context_length_exceeded`.
+/// rest of the context. Prompt plus budget over the context is `context_length_exceeded`,
+/// naming `prompt_param` (the field that holds the prompt).
 pub fn budget(
     requested: Option<usize>,
     default: Option<usize>,
     prompt_tokens: usize,
     ctx: usize,
+    prompt_param: &'static str,
 ) -> Result<usize, Error> {
-    let exceeded = |max_tokens| Error::ContextLengthExceeded {
-        prompt_tokens,
-        max_tokens,
-        ctx,
+    let exceeded = |max_tokens| {
+        Error::engine(
+            EngineError::ContextLengthExceeded {
+                prompt_tokens,
+                max_tokens,
+                ctx,
+            },
+            prompt_param,
+        )
     };
     if prompt_tokens >= ctx {
         return Err(exceeded(requested.unwrap_or(1)));
@@ -637,7 +514,16 @@ mod tests {
     use crate::server::extract::parse_body;
     use serde_json::json;
 
+    /// The served model `m` unless the body names one.
+    fn with_model(mut body: Value) -> Value {
+        if body.get("model").is_none() {
+            body["model"] = json!("m");
+        }
+        body
+    }
+
     fn chat_err(body: Value) -> (Option<String>, String) {
+        let body = with_model(body);
         let req: ChatRequest = match parse_body(body.to_string().as_bytes()) {
             Ok(r) => r,
             Err(e) => panic!("did not parse: {e}"),
@@ -652,7 +538,7 @@ mod tests {
     }
 
     fn chat_ok(body: Value) -> ChatPlan {
-        let req: ChatRequest = parse_body(body.to_string().as_bytes()).unwrap();
+        let req: ChatRequest = parse_body(with_model(body).to_string().as_bytes()).unwrap();
         chat(&req, "m", &openai_sampling()).unwrap()
     }
 
@@ -662,6 +548,19 @@ mod tests {
 
     fn tool(name: &str) -> Value {
         json!({"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}})
+    }
+
+    fn many_tools(n: usize) -> Value {
+        Value::Array((0..n).map(|i| tool(&format!("t{i}"))).collect())
+    }
+
+    /// An object schema nesting at least `depth` levels.
+    fn nested(depth: usize) -> Value {
+        let mut v = json!({"type": "string"});
+        for _ in 1..depth {
+            v = json!({"type": "object", "properties": {"p": v}});
+        }
+        v
     }
 
     #[test]
@@ -674,14 +573,14 @@ mod tests {
             ),
             (json!({"messages": user(), "n": 0}), "n", "invalid_value"),
             (
-                json!({"messages": user(), "logprobs": true, "top_logprobs": 2}),
-                "top_logprobs",
+                json!({"messages": user(), "logprobs": true}),
+                "logprobs",
                 "unsupported_parameter",
             ),
             (
                 json!({"messages": user(), "top_logprobs": 2}),
                 "top_logprobs",
-                "invalid_value",
+                "unsupported_parameter",
             ),
             (
                 json!({"messages": user(), "logit_bias": {"1": 5}}),
@@ -810,6 +709,92 @@ mod tests {
                 "response_format",
                 "invalid_value",
             ),
+            // Found by the red-team pass (issue 15): each was accepted before.
+            (
+                json!({"model": null, "messages": user()}),
+                "model",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"messages": user(), "stop": "x".repeat(100_000)}),
+                "stop",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi", "colour": "red"}]}),
+                "messages[0].colour",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache": 1}]}]}),
+                "messages[0].content[0].cache",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "a", "arguments": "{}", "x": 1}}]}]}),
+                "messages[0].tool_calls[0].function.x",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "user"}]}),
+                "messages[0].content",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": null}]}),
+                "messages[0].content",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"messages": [{"role": "assistant"}]}),
+                "messages[0].content",
+                "missing_required_parameter",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a"}, "x": 1}]}),
+                "tools[0].x",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "examples": []}}]}),
+                "tools[0].function.examples",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "response_format": {"type": "json_object", "schema": {}}}),
+                "response_format.schema",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "tools": [tool("a")], "tool_choice": {"type": "function", "function": {"name": "a", "x": 1}}}),
+                "tool_choice.function.x",
+                "unsupported_parameter",
+            ),
+            (
+                json!({"messages": user(), "stop": vec!["a"; 17]}),
+                "stop",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": many_tools(MAX_TOOLS + 1)}),
+                "tools",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "description": "d".repeat(MAX_TOOLS_BYTES + 1)}}]}),
+                "tools",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "tools": [{"type": "function", "function": {"name": "a", "parameters": nested(MAX_SCHEMA_DEPTH + 1)}}]}),
+                "tools[0].function.parameters",
+                "invalid_function_parameters",
+            ),
+            (
+                json!({"messages": vec![json!({"role": "user", "content": "hi"}); MAX_MESSAGES + 1]}),
+                "messages",
+                "invalid_value",
+            ),
         ];
         for (body, param, code) in cases {
             let (p, c) = chat_err(body.clone());
@@ -882,17 +867,18 @@ mod tests {
 
     #[test]
     fn budgets_against_the_context() {
-        assert_eq!(budget(Some(10), None, 5, 100).unwrap(), 10);
-        assert_eq!(budget(None, None, 5, 100).unwrap(), 95);
-        assert_eq!(budget(None, Some(20), 5, 100).unwrap(), 20);
-        assert_eq!(budget(None, Some(200), 5, 100).unwrap(), 95);
+        assert_eq!(budget(Some(10), None, 5, 100, "messages").unwrap(), 10);
+        assert_eq!(budget(None, None, 5, 100, "messages").unwrap(), 95);
+        assert_eq!(budget(None, Some(20), 5, 100, "messages").unwrap(), 20);
+        assert_eq!(budget(None, Some(200), 5, 100, "messages").unwrap(), 95);
         for (req, prompt) in [
             (Some(96), 5),
             (Some(usize::MAX), 5),
             (None, 100),
             (Some(1), 150),
         ] {
-            let e = budget(req, None, prompt, 100).unwrap_err();
+            let e = budget(req, None, prompt, 100, "prompt").unwrap_err();
+            assert_eq!(e.shape().param.as_deref(), Some("prompt"));
             assert_eq!(
                 e.shape().code.as_deref(),
                 Some("context_length_exceeded"),
@@ -904,7 +890,7 @@ mod tests {
     #[test]
     fn completion_prompts() {
         let ok = |b: Value| {
-            let r: CompletionRequest = parse_body(b.to_string().as_bytes()).unwrap();
+            let r: CompletionRequest = parse_body(with_model(b).to_string().as_bytes()).unwrap();
             completion(&r, "m", &openai_sampling())
         };
         let p = ok(json!({"prompt": "def f(", "suffix": "\n", "max_tokens": 8})).unwrap();
@@ -922,8 +908,10 @@ mod tests {
             (json!({"prompt": "a", "echo": true}), "echo"),
             (json!({"prompt": "a", "best_of": 3}), "best_of"),
             (json!({"prompt": "a", "logprobs": 2}), "logprobs"),
-            (json!({"prompt": "a", "logprobs": -1}), "logprobs"),
             (json!({"prompt": "a", "max_tokens": 0}), "max_tokens"),
+            (json!({"prompt": ""}), "prompt"),
+            (json!({"prompt": "", "suffix": ""}), "prompt"),
+            (json!({"prompt": "a", "stop": vec!["x"; 17]}), "stop"),
         ] {
             let e = ok(b.clone()).unwrap_err();
             assert_eq!(e.shape().param.as_deref(), Some(param), "{b}");

@@ -40,6 +40,20 @@ const SIGNATURES: &[(FimStyle, &[&str])] = &[
 ];
 
 impl FimStyle {
+    /// Every style, in the order they are listed to users.
+    pub const ALL: &'static [FimStyle] = &[
+        FimStyle::Qwen,
+        FimStyle::StarCoder,
+        FimStyle::CodeLlama,
+        FimStyle::DeepSeek,
+        FimStyle::Codestral,
+    ];
+
+    /// The style with this user-facing name (`fim = "…"` in models.toml).
+    pub fn from_name(name: &str) -> Option<FimStyle> {
+        FimStyle::ALL.iter().copied().find(|s| s.name() == name)
+    }
+
     /// The style whose marker tokens are all in `tokens`, if any.
     pub fn detect<S: AsRef<str>>(tokens: &[S]) -> Option<FimStyle> {
         // Mark which markers occur in one pass over the (large) vocabulary.

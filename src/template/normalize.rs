@@ -136,6 +136,28 @@ pub fn normalize(request: &Value, conv: Conventions) -> Result<Prepared, Templat
     })
 }
 
+/// The request with `f` applied to the text a client wrote as message content: each
+/// `content` string and each text part's `text`. Everything else is left as it is. (The
+/// server uses it to keep special-token text in content from becoming control tokens.)
+pub fn map_content(request: &Value, mut f: impl FnMut(&str) -> String) -> Value {
+    let mut out = request.clone();
+    let messages = out.get_mut("messages").and_then(Value::as_array_mut);
+    for message in messages.into_iter().flatten() {
+        match message.get_mut("content") {
+            Some(Value::String(s)) => *s = f(s),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    if let Some(Value::String(t)) = part.get_mut("text") {
+                        *t = f(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn normalize_message(
     i: usize,
     message: &Map<String, Value>,

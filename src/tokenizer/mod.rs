@@ -12,6 +12,7 @@
 //! (SentencePiece scores are read through candle's GGUF metadata `Value`; no tensors.)
 
 pub mod detok;
+pub mod literal;
 mod pieces;
 mod pretok;
 mod special;
@@ -19,6 +20,7 @@ mod spm;
 mod vocab;
 
 pub use detok::Detokenizer;
+pub use literal::Literals;
 pub use vocab::FimIds;
 
 use crate::gguf::Gguf;
@@ -98,6 +100,58 @@ impl Tokenizer {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_parts(text, add_special, parse_special, None)
+    }
+
+    /// Replaces the text of every control token in `content` (client text about to go
+    /// through a chat template) by its placeholder in `literals`; see `literal.rs`.
+    pub fn protect_specials(&self, content: &str, literals: &mut Literals) -> String {
+        let frags = special::partition(content, &self.specials, true);
+        // Only control (and unknown) tokens need hiding: user-defined ones are tokens
+        // whether or not control tokens are parsed.
+        let control = |id: u32| self.special(id).filter(|s| s.control);
+        if !frags
+            .iter()
+            .any(|f| matches!(f, Fragment::Token(id) if control(*id).is_some()))
+        {
+            return content.to_owned();
+        }
+        let mut out = String::with_capacity(content.len());
+        for frag in frags {
+            match frag {
+                Fragment::Text(range) => out.push_str(&content[range]),
+                Fragment::Token(id) => {
+                    let text = self.special(id).map_or("", |s| s.text.as_str());
+                    // Plane 16 holds 65534 placeholders, far more than any vocabulary has
+                    // control tokens; were it ever exhausted the text stays as it was.
+                    match control(id).and_then(|s| literals.placeholder(&s.text)) {
+                        Some(c) => out.push(c),
+                        None => out.push_str(text),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Encodes a rendered prompt whose client content went through `protect_specials`:
+    /// special-token text of the template becomes special tokens, the content's stays text.
+    pub fn encode_with_literals(
+        &self,
+        text: &str,
+        add_special: bool,
+        literals: &Literals,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_parts(text, add_special, true, Some(literals))
+    }
+
+    fn encode_parts(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        literals: Option<&Literals>,
+    ) -> Result<Vec<u32>, TokenizerError> {
         // Byte-level BPE gives about one token per 3-4 bytes of code or English.
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.vocab.add_bos {
@@ -112,8 +166,17 @@ impl Tokenizer {
                     after_special = true;
                 }
                 Fragment::Text(range) => {
-                    self.encode_plain(&text[range], after_special, &mut ids)?;
-                    after_special = false;
+                    let piece = &text[range];
+                    match literals.and_then(|l| l.restore(piece)) {
+                        // Client text: its control-token text is plain text.
+                        Some(restored) => {
+                            self.encode_text(&restored, &mut after_special, &mut ids)?
+                        }
+                        None => {
+                            self.encode_plain(piece, after_special, &mut ids)?;
+                            after_special = false;
+                        }
+                    }
                 }
             }
         }
@@ -121,6 +184,33 @@ impl Tokenizer {
             ids.extend(self.vocab.eos);
         }
         Ok(ids)
+    }
+
+    /// Encodes text with control tokens not parsed (user-defined ones still are).
+    fn encode_text(
+        &self,
+        text: &str,
+        after_special: &mut bool,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
+        for frag in special::partition(text, &self.specials, false) {
+            match frag {
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    *after_special = true;
+                }
+                Fragment::Text(range) => {
+                    self.encode_plain(&text[range], *after_special, ids)?;
+                    *after_special = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A special token as the partition matches it.
+    fn special(&self, id: u32) -> Option<&SpecialToken> {
+        self.specials.iter().find(|s| s.id == id)
     }
 
     /// Tokenizes text that holds no special token.

@@ -171,6 +171,7 @@ pub(crate) mod avx2 {
             && is_x86_feature_detected!("f16c")
     }
 
+    // SAFETY (callers): `p` points to 2 readable bytes and the CPU has F16C.
     #[inline(always)]
     unsafe fn f16_at(p: *const u8) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
@@ -178,6 +179,7 @@ pub(crate) mod avx2 {
         )))
     }
 
+    // SAFETY (callers): the CPU has AVX2; registers only, no memory access.
     #[inline(always)]
     unsafe fn hsum_f32(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -187,6 +189,7 @@ pub(crate) mod avx2 {
     }
 
     /// Sums of 4 adjacent products of unsigned `u` and signed `s` bytes, as 8 i32.
+    // SAFETY (callers): the CPU has AVX2 (AVX-512 VNNI when built for it); registers only.
     #[inline(always)]
     unsafe fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
         #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
@@ -200,12 +203,14 @@ pub(crate) mod avx2 {
     }
 
     /// Signed × signed bytes: move the sign of `x` onto `y` so `|x|` can be the unsigned side.
+    // SAFETY (callers): the CPU has AVX2; registers only.
     #[inline(always)]
     unsafe fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
         dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
     }
 
     /// 32 nibbles → 32 bytes: low nibbles in lanes 0..16, high nibbles in 16..32.
+    // SAFETY (callers): `p` points to 16 readable bytes and the CPU has AVX2.
     #[inline(always)]
     unsafe fn nibbles_32(p: *const u8) -> __m256i {
         let t = _mm_loadu_si128(p as *const __m128i);
@@ -214,6 +219,7 @@ pub(crate) mod avx2 {
     }
 
     /// 32 bits → 32 bytes, 0xFF where the bit is set.
+    // SAFETY (callers): `p` points to 4 readable bytes and the CPU has AVX2.
     #[inline(always)]
     unsafe fn bits_32(p: *const u8) -> __m256i {
         let x = std::ptr::read_unaligned(p as *const u32) as i32;
@@ -246,6 +252,8 @@ pub(crate) mod avx2 {
         }};
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q8_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
         blocks_q8!(w, a, Q8_0_BYTES, |p| _mm256_loadu_si256(
@@ -253,6 +261,8 @@ pub(crate) mod avx2 {
         ))
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
         blocks_q8!(w, a, Q4_0_BYTES, |p| _mm256_sub_epi8(
@@ -261,6 +271,8 @@ pub(crate) mod avx2 {
         ))
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q5_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
         // A clear high bit means value - 16 < 0: OR in 0xF0 there (two's complement).
@@ -299,6 +311,8 @@ pub(crate) mod avx2 {
         }};
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q8_0_x4(w: &[u8], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         blocks_q8_x4!(w, a, Q8_0_BYTES, |p| _mm256_loadu_si256(
@@ -306,6 +320,8 @@ pub(crate) mod avx2 {
         ))
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_0_x4(w: &[u8], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         blocks_q8_x4!(w, a, Q4_0_BYTES, |p| _mm256_sub_epi8(
@@ -314,6 +330,8 @@ pub(crate) mod avx2 {
         ))
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q5_0_x4(w: &[u8], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         blocks_q8_x4!(w, a, Q5_0_BYTES, |p| _mm256_or_si256(
@@ -322,6 +340,8 @@ pub(crate) mod avx2 {
         ))
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_1_x4(w: &[u8], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
         let n = a.iter().fold(w.len() / Q4_1_BYTES, |m, r| m.min(r.len()));
@@ -347,6 +367,8 @@ pub(crate) mod avx2 {
         ]
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         let n = a.iter().fold(w.len() / Q4_K_BYTES, |m, r| m.min(r.len()));
@@ -386,6 +408,8 @@ pub(crate) mod avx2 {
         ]
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q6_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         let n = a.iter().fold(w.len() / Q6_K_BYTES, |m, r| m.min(r.len()));
@@ -440,6 +464,8 @@ pub(crate) mod avx2 {
         ]
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_1(w: &[u8], a: &[BlockQ8_1]) -> f32 {
         let n = a.len().min(w.len() / Q4_1_BYTES);
@@ -459,6 +485,8 @@ pub(crate) mod avx2 {
         hsum_f32(acc) + mins
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let n = a.len().min(w.len() / Q4_K_BYTES);
@@ -494,6 +522,7 @@ pub(crate) mod avx2 {
     /// The end of a Q4_K super-block as llama.cpp's x86 kernel (weights repacked 8x8) does
     /// it: the block's exact integer sum times `d_w * d_x`, and the minimum term likewise,
     /// each in its own f32 FMA chain; the result is their difference.
+    // SAFETY (callers): `p` points to a whole Q4_K block (its f16 scales) and the CPU has F16C.
     #[inline(always)]
     unsafe fn q4k_accumulate(
         acc: f32,
@@ -512,6 +541,7 @@ pub(crate) mod avx2 {
         )
     }
 
+    // SAFETY (callers): the CPU has AVX2; registers only.
     #[inline(always)]
     unsafe fn hsum_i32(v: __m256i) -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -520,6 +550,8 @@ pub(crate) mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (`available()`). Reads stay inside `w` and
+    // `a`: only the blocks both hold are read (the count is the smaller of the two).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let n = a.len().min(w.len() / Q6_K_BYTES);
@@ -572,6 +604,7 @@ pub(crate) mod avx2 {
 
     /// The end of a Q6_K super-block as ggml does it, lane by lane: subtract the -32 offset
     /// (`32 * scale * block sum`, two sub-blocks per lane), then `acc += d * lanes`.
+    // SAFETY (callers): `p` points to a whole Q6_K block (its scales at byte 192) and the CPU has AVX2.
     #[inline(always)]
     unsafe fn q6k_accumulate(acc: __m256, sumi: __m256i, p: *const u8, y: &BlockQ8K) -> __m256 {
         let bsums = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
@@ -648,6 +681,7 @@ mod tests {
             assert!(close(got, want), "{dt:?} scalar {got} vs {want}");
             #[cfg(target_arch = "x86_64")]
             if avx2::available() {
+                // SAFETY: `avx2::available()` was checked above; `w` and `a` hold whole blocks.
                 let simd = unsafe {
                     match dt {
                         GgmlDType::Q8_0 => avx2::q8_0(&w, &a),
@@ -705,6 +739,7 @@ mod tests {
             GgmlDType::Q6K,
         ] {
             let (w, _) = weight(dt, k, 9);
+            // SAFETY: `avx2::available()` was checked above; every row holds whole blocks.
             let (four, one): ([f32; 4], Vec<f32>) = unsafe {
                 match dt {
                     GgmlDType::Q8_0 => (
@@ -765,6 +800,7 @@ mod tests {
         assert!(close(got, want), "scalar {got} vs {want}");
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
+            // SAFETY: `avx2::available()` was checked above; `w` and `a` hold whole blocks.
             let simd = unsafe { avx2::q4_1(&w, &a) };
             assert!(close(simd, got), "avx2 {simd} vs scalar {got}");
         }
@@ -790,6 +826,7 @@ mod tests {
             assert!(close(got, want), "{dt:?} scalar {got} vs {want}");
             #[cfg(target_arch = "x86_64")]
             if avx2::available() {
+                // SAFETY: `avx2::available()` was checked above; `w` and `a` hold whole blocks.
                 let simd = unsafe {
                     match dt {
                         GgmlDType::Q4K => avx2::q4_k(&w, &a),

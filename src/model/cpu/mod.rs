@@ -114,6 +114,7 @@ struct SharedOut(*mut f32);
 // SAFETY: every thread writes a disjoint set of rows (see `run_many`), and the buffers
 // outlive the parallel section.
 unsafe impl Sync for SharedOut {}
+// SAFETY: as for `Sync`: the pointer is only written through at disjoint rows.
 unsafe impl Send for SharedOut {}
 
 /// One weight of a (possibly fused) call, with everything a worker thread needs.
@@ -267,15 +268,19 @@ fn rows<A>(job: &Job, k: Kernels<A>, acts: &[A], range: std::ops::Range<usize>, 
         // row `r` belongs to this thread only, and `i * n + r < t * n`.
         if let Some(four) = k.four {
             while i + 4 <= t {
+                // SAFETY: see above (kernel call).
                 let v = unsafe { four(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]) };
                 for (j, v) in v.into_iter().enumerate() {
+                    // SAFETY: see above (writes).
                     unsafe { *job.out.0.add((i + j) * job.n + r) = v };
                 }
                 i += 4;
             }
         }
         while i < t {
+            // SAFETY: see above (kernel call).
             let v = unsafe { (k.one)(w, act(i)) };
+            // SAFETY: see above (writes).
             unsafe { *job.out.0.add(i * job.n + r) = v };
             i += 1;
         }

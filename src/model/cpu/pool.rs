@@ -43,6 +43,7 @@ struct Shared {
 // worker registers in `active` before checking `open`, and the caller clears `open` and
 // waits for `active == 0` before returning (see `Pool::run`).
 unsafe impl Send for Shared {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Shared {}
 
 pub(crate) struct Pool {

@@ -1,31 +1,32 @@
 //! `POST /v1/chat/completions`: validate → render the template (plus forced call opening)
 //! → tokenize → submit → parse the output for tool calls → one JSON response or an SSE
-//! stream of chunks ending in `data: [DONE]`.
+//! stream of chunks ending in `data: [DONE]`. The event loop is `server::respond`'s; this
+//! file is the chat wire format (`ChatShape`).
 
-use super::{api_usage, blocking, now, record, response_id, submit, Finished};
+use super::{api_usage, blocking, now, response_id};
 use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
+use crate::engine::{FinishReason, GenerationRequest};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
-use crate::server::backend::Backend;
-use crate::server::error::error_body;
 use crate::server::extract::{from_value, Json};
-use crate::server::logprobs::{self, TokenLogprob};
 use crate::server::mismatch::{self, Fallback};
 use crate::server::reasoning;
+use crate::server::respond::{self, Finished, Run, Shape};
 use crate::server::sse;
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
 use crate::server::validate::{self, budget, ChatPlan, ToolMode};
 use crate::Error;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::Instrument;
 
-/// Everything a running chat generation needs after submission.
-struct Running {
+/// The request field that holds the prompt, named by context errors.
+const PROMPT_PARAM: &str = "messages";
+
+/// A chat response being built: the tool-call parser state, and the message (whole) or
+/// the chunks (streaming).
+struct ChatShape {
     state: AppState,
     plan: ChatPlan,
     id: String,
@@ -35,7 +36,11 @@ struct Running {
     /// Forced call markup: fed to the parser before the output / after a completed one.
     prefix: String,
     close: &'static str,
-    rx: UnboundedReceiver<Event>,
+    stream: bool,
+    /// Deltas decided by the parser, not yet applied or sent (reused).
+    deltas: Vec<Delta>,
+    /// Non-streaming: the message so far.
+    message: Message,
     /// The active tool parser, named in the mismatch check.
     parser: String,
     /// Everything fed to the parser, kept only when tools are declared: the mismatch check
@@ -43,10 +48,6 @@ struct Running {
     output: Option<String>,
     /// Calls another parser read where the active one found none (`--tool-parser-fallback`).
     fallback: Option<Fallback>,
-    backend: Arc<dyn Backend>,
-    /// With `logprobs`: the sampled tokens not yet sent (a stream sends them with the next
-    /// chunk; a whole response keeps them all).
-    logprobs: Option<Vec<TokenLogprob>>,
 }
 
 pub async fn chat_completions(
@@ -60,6 +61,7 @@ pub async fn chat_completions(
         &state.config().model_id,
         &state.config().default_sampling,
     )?;
+    respond::admit(&backend, PROMPT_PARAM)?;
     let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
     let (prefix, close, constraint) = match forced {
         Some(f) => (f.prefix, f.close, Some(f.constraint)),
@@ -68,10 +70,9 @@ pub async fn chat_completions(
     let b = backend.clone();
     let forced_prefix = prefix.clone();
     let (prompt_ids, rendered) = blocking(move || {
-        let mut prompt = b.render_chat(&body)?;
-        let rendered = prompt.clone();
-        prompt.push_str(&forced_prefix);
-        Ok((b.encode(&prompt)?, rendered))
+        // The rendered text only tells whether the template opened a `<think>` block.
+        let rendered = b.render_chat(&body)?;
+        Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
     })
     .await?;
     // Reasoning (`<think>`) is split from content; an opened block starts the answer.
@@ -87,42 +88,45 @@ pub async fn chat_completions(
         state.config().default_max_tokens,
         prompt_ids.len(),
         backend.ctx_size(),
+        PROMPT_PARAM,
     )?;
-    let rx = submit(
-        &backend,
-        GenerationRequest {
-            prompt_ids,
-            sampling: plan.common.sampling.clone(),
-            max_tokens,
-            stop_strings: plan.common.stop.clone(),
-            stop_ids: Vec::new(),
-            logprobs: plan.common.logprobs,
-            constraint,
-        },
-    )?;
+    let request = GenerationRequest {
+        prompt_ids,
+        sampling: plan.common.sampling.clone(),
+        max_tokens,
+        stop_strings: plan.common.stop.clone(),
+        stop_ids: Vec::new(),
+        logprobs: false,
+        constraint,
+    };
     let assembler = Assembler::new(parser, plan.max_calls);
     let output = (plan.tool_mode != ToolMode::Off && !plan.tools.is_empty()).then(String::new);
-    let running = Running {
+    let id = response_id("chatcmpl");
+    let stream = plan.common.stream;
+    let shape = ChatShape {
         parser: backend.parser_name().to_owned(),
         output,
         fallback: None,
-        logprobs: plan.common.logprobs.then(Vec::new),
-        backend: backend.clone(),
         model: state.config().model_id.clone(),
-        state,
-        id: response_id("chatcmpl"),
+        state: state.clone(),
+        id: id.clone(),
         created: now(),
         assembler,
         prefix,
         close,
-        rx,
+        stream,
+        deltas: Vec::new(),
+        message: Message::default(),
         plan,
     };
-    if running.plan.common.stream {
-        Ok(stream(running))
-    } else {
-        whole(running).await
-    }
+    let run = Run {
+        request,
+        shape: Box::new(shape),
+        stream,
+        prompt_param: PROMPT_PARAM,
+        id,
+    };
+    respond::respond(state, &backend, run).await
 }
 
 /// With fallback calls, `calls` counts them (finish_reason `tool_calls`).
@@ -134,47 +138,12 @@ fn finish_reason(f: &Finished, calls: usize) -> &'static str {
     }
 }
 
-impl Running {
-    /// Feeds one engine event to the parser. `Ok(Some)` once the generation is done.
-    fn step(&mut self, event: Event, out: &mut Vec<Delta>) -> Result<Option<Finished>, Error> {
-        match event {
-            Event::Token {
-                id, text, logprob, ..
-            } => {
-                if let (Some(list), Some(logprob)) = (&mut self.logprobs, logprob) {
-                    list.push(TokenLogprob {
-                        bytes: self.backend.token_bytes(id),
-                        logprob,
-                    });
-                }
-                self.feed(&text, out);
-                Ok(None)
-            }
-            Event::Failed(e) => Err(Error::Engine(e)),
-            done @ Event::Done { .. } => {
-                let finished = record(&self.state, done);
-                if let Some(f) = &finished {
-                    self.feed(&f.tail, out);
-                    // The constraint completed the forced call: add its closing markup.
-                    if f.reason == FinishReason::Stop && !self.close.is_empty() {
-                        self.feed(self.close, out);
-                    }
-                }
-                self.assembler.finish(out);
-                self.state
-                    .metrics()
-                    .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
-                self.check_mismatch();
-                Ok(finished)
-            }
-        }
-    }
-
-    fn feed(&mut self, text: &str, out: &mut Vec<Delta>) {
+impl ChatShape {
+    fn feed(&mut self, text: &str) {
         if let Some(output) = &mut self.output {
             output.push_str(text);
         }
-        self.assembler.push(text, out);
+        self.assembler.push(text, &mut self.deltas);
     }
 
     /// Tools declared and no call parsed: did another parser read calls in the output?
@@ -206,75 +175,17 @@ impl Running {
         }
     }
 
-    fn start(&mut self, out: &mut Vec<Delta>) {
-        if !self.prefix.is_empty() {
-            let prefix = std::mem::take(&mut self.prefix);
-            self.feed(&prefix, out);
+    /// Streaming: the decided deltas become chunks; whole: they build the message.
+    fn flush(&mut self, out: &mut Vec<Bytes>) {
+        if self.stream {
+            out.extend(self.deltas.iter().map(|d| sse::frame(&self.delta_chunk(d))));
+            self.deltas.clear();
+        } else {
+            self.deltas.drain(..).for_each(|d| self.message.apply(d));
         }
     }
-}
 
-/// The fallback calls as deltas (indices from 0: the active parser found none).
-fn fallback_deltas(f: &Fallback) -> impl Iterator<Item = Delta> + '_ {
-    f.calls.iter().enumerate().flat_map(|(index, c)| {
-        [
-            Delta::CallStart {
-                index,
-                id: crate::server::assemble::call_id(),
-                name: c.name.clone(),
-            },
-            Delta::CallArguments {
-                index,
-                text: c.arguments.clone(),
-            },
-        ]
-    })
-}
-
-async fn whole(mut run: Running) -> Result<Response, Error> {
-    let mut deltas = Vec::new();
-    let mut message = Message::default();
-    run.start(&mut deltas);
-    let finished = loop {
-        let Some(event) = run.rx.recv().await else {
-            return Err(Error::Engine(EngineError::WorkerStopped));
-        };
-        let done = run.step(event, &mut deltas)?;
-        deltas.drain(..).for_each(|d| message.apply(d));
-        if let Some(f) = done {
-            break f;
-        }
-    };
-    let trim = run.plan.tool_mode != ToolMode::Off;
-    if let Some(f) = &run.fallback {
-        message.set_content(f.content.clone());
-        fallback_deltas(f).for_each(|d| message.apply(d));
-    }
-    let reason = finish_reason(&finished, run.calls());
-    let response = ChatCompletion {
-        id: run.id,
-        object: "chat.completion",
-        created: run.created,
-        model: run.model,
-        choices: vec![ChatChoice {
-            index: 0,
-            finish_reason: reason,
-            message: message.into_message(trim),
-            logprobs: run.logprobs.as_deref().map(logprobs::chat),
-        }],
-        usage: api_usage(finished.usage),
-    };
-    Ok(axum::Json(response).into_response())
-}
-
-impl Running {
-    fn chunk(&mut self, delta: ChatDelta, finish: Option<&'static str>) -> ChatChunk {
-        // The tokens sampled since the last chunk ride on this one.
-        let logprobs = self
-            .logprobs
-            .as_mut()
-            .filter(|l| !l.is_empty())
-            .map(|l| logprobs::chat(&std::mem::take(l)));
+    fn chunk(&self, delta: ChatDelta, finish: Option<&'static str>) -> ChatChunk {
         ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk",
@@ -283,14 +194,14 @@ impl Running {
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,
-                logprobs,
+                logprobs: None,
                 finish_reason: finish,
             }],
             usage: self.plan.common.include_usage.then_some(None),
         }
     }
 
-    fn delta_chunk(&mut self, d: &Delta) -> ChatChunk {
+    fn delta_chunk(&self, d: &Delta) -> ChatChunk {
         let delta = match d {
             Delta::Content(t) => ChatDelta {
                 content: Some(t.clone()),
@@ -309,80 +220,101 @@ impl Running {
     }
 }
 
-fn stream(run: Running) -> Response {
-    let (tx, response) = sse::channel();
-    let span = tracing::info_span!("chat_stream", id = %run.id);
-    tokio::spawn(pump(run, tx).instrument(span));
-    response
+impl Shape for ChatShape {
+    fn open(&mut self, out: &mut Vec<Bytes>) {
+        if self.stream {
+            let first = self.chunk(
+                ChatDelta {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                    ..ChatDelta::default()
+                },
+                None,
+            );
+            out.push(sse::frame(&first));
+        }
+        if !self.prefix.is_empty() {
+            let prefix = std::mem::take(&mut self.prefix);
+            self.feed(&prefix);
+            self.flush(out);
+        }
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        self.feed(text);
+        self.flush(out);
+    }
+
+    fn finish(&mut self, done: &Finished, out: &mut Vec<Bytes>) {
+        self.feed(&done.tail);
+        // The constraint completed the forced call: add its closing markup.
+        if done.reason == FinishReason::Stop && !self.close.is_empty() {
+            self.feed(self.close);
+        }
+        self.assembler.finish(&mut self.deltas);
+        self.state
+            .metrics()
+            .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
+        self.check_mismatch();
+        self.flush(out);
+        if !self.stream {
+            return;
+        }
+        // Content was streamed already; fallback calls follow it as call deltas.
+        if let Some(fb) = &self.fallback {
+            for d in fallback_deltas(fb) {
+                out.push(sse::frame(&self.delta_chunk(&d)));
+            }
+        }
+        let reason = finish_reason(done, self.calls());
+        out.push(sse::frame(&self.chunk(ChatDelta::default(), Some(reason))));
+        if self.plan.common.include_usage {
+            let mut last = self.chunk(ChatDelta::default(), None);
+            last.choices.clear();
+            last.usage = Some(Some(api_usage(done.usage)));
+            out.push(sse::frame(&last));
+        }
+    }
+
+    fn body(self: Box<Self>, done: &Finished) -> Response {
+        let this = *self;
+        let reason = finish_reason(done, this.calls());
+        let trim = this.plan.tool_mode != ToolMode::Off;
+        let mut message = this.message;
+        if let Some(f) = &this.fallback {
+            message.set_content(f.content.clone());
+            fallback_deltas(f).for_each(|d| message.apply(d));
+        }
+        let response = ChatCompletion {
+            id: this.id,
+            object: "chat.completion",
+            created: this.created,
+            model: this.model,
+            choices: vec![ChatChoice {
+                index: 0,
+                finish_reason: reason,
+                message: message.into_message(trim),
+                logprobs: None,
+            }],
+            usage: api_usage(done.usage),
+        };
+        axum::Json(response).into_response()
+    }
 }
 
-/// Forwards engine events as chunks until done, failed, or the client left.
-async fn pump(mut run: Running, tx: sse::SseSender) {
-    let mut deltas = Vec::new();
-    let first = run.chunk(
-        ChatDelta {
-            role: Some("assistant"),
-            content: Some(String::new()),
-            ..ChatDelta::default()
-        },
-        None,
-    );
-    if !tx.send(sse::frame(&first)).await {
-        run.state.metrics().record_cancelled();
-        return;
-    }
-    run.start(&mut deltas);
-    loop {
-        let event = tokio::select! {
-            e = run.rx.recv() => e,
-            _ = tx.closed() => None,
-        };
-        let Some(event) = event else {
-            if tx.is_closed() {
-                tracing::info!("client disconnected: generation cancelled");
-                run.state.metrics().record_cancelled();
-            } else {
-                let err = Error::Engine(EngineError::WorkerStopped);
-                tx.send(sse::error_frame(&error_body(&err))).await;
-                tx.done().await;
-            }
-            return;
-        };
-        let done = match run.step(event, &mut deltas) {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::error!(error = %err, "generation failed mid-stream");
-                tx.send(sse::error_frame(&error_body(&err))).await;
-                tx.done().await;
-                return;
-            }
-        };
-        for d in deltas.drain(..) {
-            if !tx.send(sse::frame(&run.delta_chunk(&d))).await {
-                run.state.metrics().record_cancelled();
-                return;
-            }
-        }
-        if let Some(f) = done {
-            let reason = finish_reason(&f, run.calls());
-            // Content was streamed already; fallback calls follow it as call deltas.
-            if let Some(fb) = run.fallback.take() {
-                for d in fallback_deltas(&fb).collect::<Vec<_>>() {
-                    if !tx.send(sse::frame(&run.delta_chunk(&d))).await {
-                        return;
-                    }
-                }
-            }
-            tx.send(sse::frame(&run.chunk(ChatDelta::default(), Some(reason))))
-                .await;
-            if run.plan.common.include_usage {
-                let mut last = run.chunk(ChatDelta::default(), None);
-                last.choices.clear();
-                last.usage = Some(Some(api_usage(f.usage)));
-                tx.send(sse::frame(&last)).await;
-            }
-            tx.done().await;
-            return;
-        }
-    }
+/// The fallback calls as deltas (indices from 0: the active parser found none).
+fn fallback_deltas(f: &Fallback) -> impl Iterator<Item = Delta> + '_ {
+    f.calls.iter().enumerate().flat_map(|(index, c)| {
+        [
+            Delta::CallStart {
+                index,
+                id: crate::server::assemble::call_id(),
+                name: c.name.clone(),
+            },
+            Delta::CallArguments {
+                index,
+                text: c.arguments.clone(),
+            },
+        ]
+    })
 }

@@ -7,12 +7,8 @@ pub mod messages;
 pub mod responses;
 pub mod turn;
 
-use super::backend::Backend;
-use super::state::AppState;
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest, Usage};
+use crate::engine::{EngineError, Usage};
 use crate::Error;
-use std::sync::Arc;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -31,64 +27,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Error> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::Engine(EngineError::Inference(format!(
-            "prompt preparation failed: {e}"
-        )))
-    })?
-}
-
-/// Submits a generation; queue full and context errors come back at once.
-pub fn submit(
-    backend: &Arc<dyn Backend>,
-    request: GenerationRequest,
-) -> Result<UnboundedReceiver<Event>, Error> {
-    backend.submit(request).map_err(|e| match e {
-        EngineError::ContextLengthExceeded {
-            prompt_tokens,
-            max_tokens,
-            ctx,
-        } => Error::ContextLengthExceeded {
-            prompt_tokens,
-            max_tokens,
-            ctx,
-        },
-        other => Error::Engine(other),
-    })
-}
-
-/// How a generation ended, for the response and the metrics.
-#[derive(Debug, Clone)]
-pub struct Finished {
-    pub reason: FinishReason,
-    pub usage: Usage,
-    /// Output the engine held back until the end; it follows the last token.
-    pub tail: String,
-}
-
-/// Records a finished generation in the metrics.
-pub fn record(state: &AppState, event: Event) -> Option<Finished> {
-    if let Event::Done {
-        finish_reason,
-        usage,
-        time_to_first_token,
-        decode_tokens_per_second,
-        text,
-    } = event
-    {
-        state.metrics().record_generation(
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            time_to_first_token,
-            decode_tokens_per_second,
-        );
-        return Some(Finished {
-            reason: finish_reason,
-            usage,
-            tail: text,
-        });
-    }
-    None
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Inference(format!("prompt preparation failed: {e}")))?
 }
 
 pub fn api_usage(u: Usage) -> crate::api::Usage {

@@ -9,12 +9,14 @@
 //! *which* sequence ended the turn: the engine only says "stop". A match closes the event
 //! channel, which cancels the generation within one token.
 
-use super::{blocking, record, submit};
+use super::blocking;
 use crate::engine::stop::StopStrings;
 use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
 use crate::server::assemble::{Assembler, Delta};
 use crate::server::extract::from_value;
 use crate::server::reasoning;
+use crate::server::respond;
+use crate::server::respond::Finished;
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
 use crate::server::validate::{self, budget, ChatPlan};
@@ -61,13 +63,20 @@ pub struct Turn {
 
 impl Turn {
     /// Validates, renders and submits an OpenAI chat body; `stop` are the stop sequences.
-    pub async fn start(state: &AppState, body: Value, stop: Vec<String>) -> Result<Turn, Error> {
+    /// `prompt_param` is the request field that holds the prompt (named by context errors).
+    pub async fn start(
+        state: &AppState,
+        body: Value,
+        stop: Vec<String>,
+        prompt_param: &'static str,
+    ) -> Result<Turn, Error> {
         let backend = state.backend()?;
         let plan = validate::chat(
             &from_value(body.clone())?,
             &state.config().model_id,
             &state.config().default_sampling,
         )?;
+        respond::admit(&backend, prompt_param)?;
         let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
         let (prefix, close, constraint) = match forced {
             Some(f) => (f.prefix, f.close, Some(f.constraint)),
@@ -76,10 +85,10 @@ impl Turn {
         let b = backend.clone();
         let forced_prefix = prefix.clone();
         let (prompt_ids, rendered) = blocking(move || {
-            let mut prompt = b.render_chat(&body)?;
-            let rendered = prompt.clone();
-            prompt.push_str(&forced_prefix);
-            Ok((b.encode(&prompt)?, rendered))
+            // The ids come from `encode_chat` (message content is text, never special
+            // tokens); the text only tells whether the template opened a `<think>` block.
+            let rendered = b.render_chat(&body)?;
+            Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
         })
         .await?;
         let (parser, think) =
@@ -100,10 +109,10 @@ impl Turn {
             state.config().default_max_tokens,
             prompt_tokens,
             backend.ctx_size(),
+            prompt_param,
         )?;
-        let rx = submit(
-            &backend,
-            GenerationRequest {
+        let rx = backend
+            .submit(GenerationRequest {
                 prompt_ids,
                 sampling: plan.common.sampling.clone(),
                 max_tokens,
@@ -111,8 +120,8 @@ impl Turn {
                 stop_ids: Vec::new(),
                 logprobs: false,
                 constraint,
-            },
-        )?;
+            })
+            .map_err(|e| Error::engine(e, prompt_param))?;
         let assembler = Assembler::new(parser, plan.max_calls);
         Ok(Turn {
             state: state.clone(),
@@ -144,17 +153,31 @@ impl Turn {
     /// the turn is over. Cancel-safe: only the channel receive is awaited.
     pub async fn next(&mut self, out: &mut Vec<Delta>) -> Result<Option<TurnEnd>, Error> {
         let Some(event) = self.rx.recv().await else {
-            return Err(Error::Engine(EngineError::WorkerStopped));
+            return Err(Error::from(EngineError::WorkerStopped));
         };
         match event {
             Event::Token { text, .. } => {
                 self.tokens += 1;
                 Ok(self.feed(&text, out).map(|s| self.end(s, None, out)))
             }
-            Event::Failed(e) => Err(Error::Engine(e)),
-            done @ Event::Done { .. } => {
-                let Some(f) = record(&self.state, done) else {
-                    return Err(Error::Engine(EngineError::WorkerStopped));
+            Event::Failed(e) => Err(Error::engine(e, "messages")),
+            Event::Done {
+                finish_reason,
+                usage,
+                time_to_first_token,
+                decode_tokens_per_second,
+                text,
+            } => {
+                self.state.metrics().record_generation(
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    time_to_first_token,
+                    decode_tokens_per_second,
+                );
+                let f = Finished {
+                    reason: finish_reason,
+                    usage,
+                    tail: text,
                 };
                 if let Some(stop) = self.feed(&f.tail, out) {
                     return Ok(Some(self.end(stop, Some(f.usage), out)));
