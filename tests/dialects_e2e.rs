@@ -70,7 +70,13 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 }
 
 /// Anthropic's clients send the key as `x-api-key`; OpenAI's as a bearer token.
-async fn anthropic(client: &reqwest::Client, base: &str, path: &str, body: Value) -> (u16, Value) {
+async fn anthropic(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    mut body: Value,
+) -> (u16, Value) {
+    with_model(&mut body);
     let resp = client
         .post(format!("{base}{path}"))
         .header("x-api-key", "sk-test")
@@ -83,7 +89,12 @@ async fn anthropic(client: &reqwest::Client, base: &str, path: &str, body: Value
     (status, resp.json().await.expect("JSON body"))
 }
 
-async fn openai(client: &reqwest::Client, base: &str, body: Value) -> (u16, Value, Option<String>) {
+async fn openai(
+    client: &reqwest::Client,
+    base: &str,
+    mut body: Value,
+) -> (u16, Value, Option<String>) {
+    with_model(&mut body);
     let resp = client
         .post(format!("{base}/v1/responses"))
         .bearer_auth("sk-test")
@@ -99,6 +110,15 @@ async fn openai(client: &reqwest::Client, base: &str, body: Value) -> (u16, Valu
         .map(str::to_owned);
     (status, resp.json().await.expect("JSON body"), header)
 }
+
+/// Both APIs require `model`: the served one, unless the test names another.
+fn with_model(body: &mut Value) {
+    if let Some(o) = body.as_object_mut() {
+        o.entry("model").or_insert(json!(MODEL));
+    }
+}
+
+const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 
 /// An SSE body as (event name, data) pairs; every frame must name its event and the name
 /// must equal the data's `type`.
@@ -197,8 +217,10 @@ async fn messages_stream(client: &reqwest::Client, base: &str) {
     let resp = client
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", "sk-test")
-        .json(&json!({"max_tokens": 6, "temperature": 0, "stream": true,
-            "messages": [{"role": "user", "content": "Count to five."}]}))
+        .json(
+            &json!({"model": MODEL, "max_tokens": 6, "temperature": 0, "stream": true,
+            "messages": [{"role": "user", "content": "Count to five."}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -261,7 +283,7 @@ async fn messages_tools(client: &reqwest::Client, base: &str) {
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", "sk-test")
         .json(
-            &json!({"max_tokens": 60, "temperature": 0, "stream": true, "tools": weather_tools(),
+            &json!({"model": MODEL, "max_tokens": 60, "temperature": 0, "stream": true, "tools": weather_tools(),
             "tool_choice": {"type": "tool", "name": "get_time"}, "messages": weather()}),
         )
         .send()
@@ -344,7 +366,7 @@ async fn messages_errors(client: &reqwest::Client, base: &str) {
     let resp = client
         .post(format!("{base}/v1/messages"))
         .header("x-api-key", "wrong")
-        .json(&json!({"max_tokens": 5, "messages": weather()}))
+        .json(&json!({"model": MODEL, "max_tokens": 5, "messages": weather()}))
         .send()
         .await
         .unwrap();
@@ -371,7 +393,7 @@ async fn responses_text_and_stream(client: &reqwest::Client, base: &str) {
     let resp = client
         .post(format!("{base}/v1/responses"))
         .bearer_auth("sk-test")
-        .json(&json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "Count to five."}]}],
+        .json(&json!({"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": "Count to five."}]}],
             "temperature": 0, "max_output_tokens": 6, "stream": true}))
         .send()
         .await

@@ -145,7 +145,11 @@ fn app(reply: &str, format: ReasoningFormat) -> axum::Router {
     wick::server::router(AppState::ready(config, Arc::new(backend)))
 }
 
-async fn call(app: axum::Router, path: &str, body: Value) -> (u16, String) {
+async fn call(app: axum::Router, path: &str, mut body: Value) -> (u16, String) {
+    // Every dialect requires `model`.
+    if let Some(o) = body.as_object_mut() {
+        o.entry("model").or_insert(json!(MODEL));
+    }
     let req = Request::post(path)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
