@@ -84,6 +84,14 @@ pub struct ServeArgs {
     /// with or without this flag.
     #[arg(long, env = "WICK_TOOL_PARSER_FALLBACK")]
     pub tool_parser_fallback: bool,
+    /// Responses kept in memory for `previous_response_id` on `/v1/responses` (least
+    /// recently used evicted first; 0 keeps none).
+    #[arg(long, env = "WICK_RESPONSES_STORE", default_value_t = 256)]
+    pub responses_store: usize,
+    /// `auto`: a model's `<think>…</think>` is returned as reasoning (`reasoning_content`,
+    /// thinking blocks, reasoning items), never as content; `none`: the raw text.
+    #[arg(long, env = "WICK_REASONING_FORMAT", default_value = "auto")]
+    pub reasoning_format: crate::server::reasoning::ReasoningFormat,
     /// Seconds a connection may take to send a whole request head; also how long an idle
     /// keep-alive connection stays open waiting for its next request.
     #[arg(long, env = "WICK_HEADER_READ_TIMEOUT", default_value_t = 15)]
@@ -99,14 +107,6 @@ pub struct ServeArgs {
     /// text, so a client cannot forge turns.
     #[arg(long, env = "WICK_PARSE_SPECIAL_IN_CONTENT")]
     pub parse_special_in_content: bool,
-    /// Responses kept in memory for `previous_response_id` on `/v1/responses` (least
-    /// recently used evicted first; 0 keeps none).
-    #[arg(long, env = "WICK_RESPONSES_STORE", default_value_t = 256)]
-    pub responses_store: usize,
-    /// `auto`: a model's `<think>…</think>` is returned as reasoning (`reasoning_content`,
-    /// thinking blocks, reasoning items), never as content; `none`: the raw text.
-    #[arg(long, env = "WICK_REASONING_FORMAT", default_value = "auto")]
-    pub reasoning_format: crate::server::reasoning::ReasoningFormat,
 }
 
 pub fn run(args: Args) -> crate::Result<()> {
@@ -438,10 +438,6 @@ impl Backend for ModelBackend {
         let opts = self.handle.options();
         let free = opts.parallel.saturating_sub(self.handle.active());
         self.handle.queue_depth() < opts.max_queue + free
-    }
-
-    fn token_bytes(&self, id: u32) -> Vec<u8> {
-        self.tokenizer.token_bytes(id).to_vec()
     }
 }
 

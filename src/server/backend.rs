@@ -99,9 +99,4 @@ pub trait Backend: Send + Sync {
     fn engine_stats(&self) -> EngineStats {
         EngineStats::default()
     }
-
-    /// The bytes of one token (for `logprobs`); empty when unknown.
-    fn token_bytes(&self, _id: u32) -> Vec<u8> {
-        Vec::new()
-    }
 }

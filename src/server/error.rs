@@ -1,7 +1,7 @@
 //! Errors on the wire. `Error::shape()` (src/error.rs) is the one mapping from an error to
 //! its status, type, param and code; this file only renders that shape, in the dialect of
 //! the route that failed:
-//! - OpenAI (`/v1/chat/completions`, `/v1/completions`, `/v1/responses`, everything else):
+//! - OpenAI (`/v1/chat/completions`, `/v1/completions`, everything else):
 //!   `{"error":{"message","type","param","code"}}`;
 //! - Anthropic (`/v1/messages`): `{"type":"error","error":{"type","message"}}`.
 //!
@@ -23,7 +23,8 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// By request path (with or without the `/v1` prefix a nested router strips).
+    /// By request path (with or without the `/v1` prefix a nested router strips): the auth
+    /// layer answers before any handler, so it picks the shape by route.
     pub fn of_path(path: &str) -> Dialect {
         let path = path.strip_prefix("/v1").unwrap_or(path);
         if path == "/messages" || path.starts_with("/messages/") {
@@ -31,6 +32,21 @@ impl Dialect {
         } else {
             Dialect::OpenAi
         }
+    }
+}
+
+/// An `Error` answered in Anthropic's shape (what the Messages handlers return).
+pub struct AnthropicError(pub Error);
+
+impl From<Error> for AnthropicError {
+    fn from(e: Error) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        error_response(&self.0, Dialect::Anthropic)
     }
 }
 
@@ -80,21 +96,6 @@ pub fn error_response(err: &Error, dialect: Dialect) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         error_response(&self, Dialect::OpenAi)
-    }
-}
-
-/// An `Error` answered in Anthropic's shape (the Messages handlers return it).
-pub struct AnthropicError(pub Error);
-
-impl From<Error> for AnthropicError {
-    fn from(e: Error) -> Self {
-        AnthropicError(e)
-    }
-}
-
-impl IntoResponse for AnthropicError {
-    fn into_response(self) -> Response {
-        error_response(&self.0, Dialect::Anthropic)
     }
 }
 

@@ -36,8 +36,6 @@ pub enum ToolMode {
 #[derive(Debug, Clone)]
 pub struct Common {
     pub stream: bool,
-    /// Return the logprob of each sampled token.
-    pub logprobs: bool,
     pub include_usage: bool,
     pub sampling: SamplingParams,
     /// `None`: as many as the context allows (or the server default).
@@ -352,26 +350,14 @@ pub fn chat(
     reject_extra(&req.extra)?;
     check_n(req.n)?;
     check_logit_bias(req.logit_bias.as_ref())?;
-    match req.top_logprobs {
-        None | Some(0) => {}
-        Some(n) if !(0..=20).contains(&n) => {
-            return Err(invalid_value(
-                "top_logprobs",
-                format!("top_logprobs must be between 0 and 20, got {n}"),
-            ))
-        }
-        Some(_) if req.logprobs != Some(true) => {
-            return Err(invalid_value(
-                "top_logprobs",
-                "top_logprobs needs logprobs: true",
-            ))
-        }
-        Some(_) => {
-            return Err(unsupported(
-                "top_logprobs",
-                "top_logprobs > 0 is not supported yet: logprobs of the sampled tokens are (top_logprobs 0)",
-            ))
-        }
+    if req.logprobs == Some(true) {
+        return Err(unsupported("logprobs", "logprobs are not supported yet"));
+    }
+    if req.top_logprobs.is_some() {
+        return Err(unsupported(
+            "top_logprobs",
+            "top_logprobs is not supported yet",
+        ));
     }
     messages(&req.messages)?;
     let tool_list = req.tools.clone().unwrap_or_default();
@@ -410,7 +396,6 @@ pub fn chat(
     Ok(ChatPlan {
         common: Common {
             stream,
-            logprobs: req.logprobs == Some(true),
             include_usage,
             sampling,
             max_tokens: limit,
@@ -454,21 +439,9 @@ pub fn completion(
         None | Some(1) => {}
         Some(_) => return Err(unsupported("best_of", "best_of > 1 is not supported")),
     }
-    // `logprobs: N` asks for the sampled token's logprob and N alternatives.
     match req.logprobs {
         None | Some(0) => {}
-        Some(n) if n < 0 => {
-            return Err(invalid_value(
-                "logprobs",
-                format!("logprobs must be 0 to 5, got {n}"),
-            ))
-        }
-        Some(_) => {
-            return Err(unsupported(
-                "logprobs",
-                "logprobs > 0 (alternative tokens) is not supported yet: logprobs 0 returns the sampled tokens' logprobs",
-            ))
-        }
+        Some(_) => return Err(unsupported("logprobs", "logprobs are not supported yet")),
     }
     let prompt = prompt_text(&req.prompt)?;
     // Nothing to continue from: an empty prompt, or an empty FIM prefix with an empty
@@ -493,7 +466,6 @@ pub fn completion(
     Ok(CompletionPlan {
         common: Common {
             stream,
-            logprobs: req.logprobs == Some(0),
             include_usage,
             sampling,
             // OpenAI's legacy completions default to 16 tokens; clients always send it.
@@ -601,14 +573,14 @@ mod tests {
             ),
             (json!({"messages": user(), "n": 0}), "n", "invalid_value"),
             (
-                json!({"messages": user(), "logprobs": true, "top_logprobs": 2}),
-                "top_logprobs",
+                json!({"messages": user(), "logprobs": true}),
+                "logprobs",
                 "unsupported_parameter",
             ),
             (
                 json!({"messages": user(), "top_logprobs": 2}),
                 "top_logprobs",
-                "invalid_value",
+                "unsupported_parameter",
             ),
             (
                 json!({"messages": user(), "logit_bias": {"1": 5}}),
@@ -936,7 +908,6 @@ mod tests {
             (json!({"prompt": "a", "echo": true}), "echo"),
             (json!({"prompt": "a", "best_of": 3}), "best_of"),
             (json!({"prompt": "a", "logprobs": 2}), "logprobs"),
-            (json!({"prompt": "a", "logprobs": -1}), "logprobs"),
             (json!({"prompt": "a", "max_tokens": 0}), "max_tokens"),
             (json!({"prompt": ""}), "prompt"),
             (json!({"prompt": "", "suffix": ""}), "prompt"),

@@ -173,10 +173,12 @@ fn refused_block(param: &str, kind: &str) -> Error {
 
 fn message(i: usize, m: &InputMessage, out: &mut Vec<Value>) -> Result<(), Error> {
     let role = m.role.as_str();
-    if role != "user" && role != "assistant" {
+    // Claude Code (2.1) sends `system` messages inside `messages` (its agent and skill
+    // lists), which Anthropic's documented API does not have: they become system messages.
+    if role != "user" && role != "assistant" && role != "system" {
         return Err(invalid(
             &format!("messages[{i}].role"),
-            format!("role must be 'user' or 'assistant', got '{role}'"),
+            format!("role must be 'user', 'assistant' or 'system', got '{role}'"),
         ));
     }
     let blocks = match &m.content {
@@ -188,6 +190,14 @@ fn message(i: usize, m: &InputMessage, out: &mut Vec<Value>) -> Result<(), Error
     };
     if role == "assistant" {
         out.push(assistant(i, blocks)?);
+        return Ok(());
+    }
+    if role == "system" {
+        let mut text = Vec::new();
+        for (j, b) in blocks.iter().enumerate() {
+            text.push(text_block(&format!("messages[{i}].content[{j}]"), b)?);
+        }
+        out.push(json!({"role": "system", "content": text.join("\n")}));
         return Ok(());
     }
     // Tool results become `tool` messages in place; text between them a user message.
@@ -499,7 +509,7 @@ mod tests {
         b["frobnicate"] = json!(1);
         assert_eq!(param_of(b), "frobnicate");
         assert_eq!(
-            param_of(json!({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]})),
+            param_of(json!({"max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]})),
             "messages[0].role"
         );
     }

@@ -29,6 +29,8 @@ const HARMLESS_FIELDS: &[&str] = &[
     "truncation",
     "stream_options",
     "background",
+    // Codex CLI (0.171): thread and turn ids for OpenAI's own tracking.
+    "client_metadata",
 ];
 
 fn unsupported(param: &str, message: impl Into<String>) -> Error {

@@ -7,9 +7,9 @@ use super::{api_usage, blocking, now, response_id};
 use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
 use crate::engine::{FinishReason, GenerationRequest};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
-use crate::server::backend::{Backend, CallParser, PlainText};
 use crate::server::extract::{from_value, Json};
 use crate::server::mismatch::{self, Fallback};
+use crate::server::reasoning;
 use crate::server::respond::{self, Finished, Run, Shape};
 use crate::server::sse;
 use crate::server::state::AppState;
@@ -20,7 +20,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// The request field that holds the prompt, named by context errors.
 const PROMPT_PARAM: &str = "messages";
@@ -70,7 +69,20 @@ pub async fn chat_completions(
     };
     let b = backend.clone();
     let forced_prefix = prefix.clone();
-    let prompt_ids = blocking(move || b.encode_chat(&body, &forced_prefix)).await?;
+    let (prompt_ids, rendered) = blocking(move || {
+        // The rendered text only tells whether the template opened a `<think>` block.
+        let rendered = b.render_chat(&body)?;
+        Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
+    })
+    .await?;
+    // Reasoning (`<think>`) is split from content; an opened block starts the answer.
+    let (parser, think) =
+        reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
+    let prefix = if prefix.is_empty() {
+        think.to_owned()
+    } else {
+        prefix
+    };
     let max_tokens = budget(
         plan.common.max_tokens,
         state.config().default_max_tokens,
@@ -87,7 +99,7 @@ pub async fn chat_completions(
         logprobs: false,
         constraint,
     };
-    let assembler = Assembler::new(parser_for(&backend, &plan), plan.max_calls);
+    let assembler = Assembler::new(parser, plan.max_calls);
     let output = (plan.tool_mode != ToolMode::Off && !plan.tools.is_empty()).then(String::new);
     let id = response_id("chatcmpl");
     let stream = plan.common.stream;
@@ -115,13 +127,6 @@ pub async fn chat_completions(
         id,
     };
     respond::respond(state, &backend, run).await
-}
-
-fn parser_for(backend: &Arc<dyn Backend>, plan: &ChatPlan) -> Box<dyn CallParser> {
-    match plan.tool_mode {
-        ToolMode::Off => Box::new(PlainText),
-        ToolMode::Auto | ToolMode::Forced(_) => backend.new_parser(&plan.tools),
-    }
 }
 
 /// With fallback calls, `calls` counts them (finish_reason `tool_calls`).

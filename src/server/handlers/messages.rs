@@ -44,7 +44,7 @@ pub async fn messages(
     AnthropicJson(req): AnthropicJson,
 ) -> Result<Response, AnthropicError> {
     let (body, stops) = to_chat(&req, false)?;
-    let mut turn = Turn::start(&state, body, stops).await?;
+    let mut turn = Turn::start(&state, body, stops, "messages").await?;
     let trim = turn.plan.tool_mode != ToolMode::Off;
     let message = Reply {
         id: response_id("msg").replace('-', "_"),

@@ -55,7 +55,7 @@ pub async fn responses(
     if !t.ignored_tools.is_empty() {
         tracing::warn!(types = ?t.ignored_tools, "ignoring tools that are not functions");
     }
-    let mut turn = Turn::start(&state, t.body, Vec::new()).await?;
+    let mut turn = Turn::start(&state, t.body, Vec::new(), "input").await?;
     let trim = turn.plan.tool_mode != ToolMode::Off;
     let meta = Meta {
         id: response_id("resp").replace('-', "_"),

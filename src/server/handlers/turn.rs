@@ -15,40 +15,13 @@ use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
 use crate::server::assemble::{Assembler, Delta};
 use crate::server::extract::from_value;
 use crate::server::reasoning;
+use crate::server::respond;
 use crate::server::respond::Finished;
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
 use crate::server::validate::{self, budget, ChatPlan};
 use crate::Error;
 use serde_json::Value;
-
-/// The field of the chat body the adapters build that holds the prompt.
-const PROMPT_PARAM: &str = "messages";
-
-/// Books a finished generation in the metrics.
-fn record(state: &AppState, event: Event) -> Option<Finished> {
-    let Event::Done {
-        finish_reason,
-        usage,
-        time_to_first_token,
-        decode_tokens_per_second,
-        text,
-    } = event
-    else {
-        return None;
-    };
-    state.metrics().record_generation(
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        time_to_first_token,
-        decode_tokens_per_second,
-    );
-    Some(Finished {
-        reason: finish_reason,
-        usage,
-        tail: text,
-    })
-}
 
 /// How a turn ended, in terms every dialect can name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,13 +62,20 @@ pub struct Turn {
 
 impl Turn {
     /// Validates, renders and submits an OpenAI chat body; `stop` are the stop sequences.
-    pub async fn start(state: &AppState, body: Value, stop: Vec<String>) -> Result<Turn, Error> {
+    /// `prompt_param` is the request field that holds the prompt (named by context errors).
+    pub async fn start(
+        state: &AppState,
+        body: Value,
+        stop: Vec<String>,
+        prompt_param: &'static str,
+    ) -> Result<Turn, Error> {
         let backend = state.backend()?;
         let plan = validate::chat(
             &from_value(body.clone())?,
             &state.config().model_id,
             &state.config().default_sampling,
         )?;
+        respond::admit(&backend, prompt_param)?;
         let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
         let (prefix, close, constraint) = match forced {
             Some(f) => (f.prefix, f.close, Some(f.constraint)),
@@ -103,9 +83,9 @@ impl Turn {
         };
         let b = backend.clone();
         let forced_prefix = prefix.clone();
-        // Rendered once for the reasoning check; the ids come from `encode_chat`, which
-        // tokenizes message content as text (no forged control tokens).
         let (prompt_ids, rendered) = blocking(move || {
+            // The ids come from `encode_chat` (message content is text, never special
+            // tokens); the text only tells whether the template opened a `<think>` block.
             let rendered = b.render_chat(&body)?;
             Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
         })
@@ -128,7 +108,7 @@ impl Turn {
             state.config().default_max_tokens,
             prompt_tokens,
             backend.ctx_size(),
-            PROMPT_PARAM,
+            prompt_param,
         )?;
         let rx = backend
             .submit(GenerationRequest {
@@ -140,7 +120,7 @@ impl Turn {
                 logprobs: false,
                 constraint,
             })
-            .map_err(|e| Error::engine(e, PROMPT_PARAM))?;
+            .map_err(|e| Error::engine(e, prompt_param))?;
         let assembler = Assembler::new(parser, plan.max_calls);
         Ok(Turn {
             state: state.clone(),
@@ -179,10 +159,24 @@ impl Turn {
                 self.tokens += 1;
                 Ok(self.feed(&text, out).map(|s| self.end(s, None, out)))
             }
-            Event::Failed(e) => Err(Error::engine(e, PROMPT_PARAM)),
-            done @ Event::Done { .. } => {
-                let Some(f) = record(&self.state, done) else {
-                    return Err(Error::from(EngineError::WorkerStopped));
+            Event::Failed(e) => Err(Error::engine(e, "messages")),
+            Event::Done {
+                finish_reason,
+                usage,
+                time_to_first_token,
+                decode_tokens_per_second,
+                text,
+            } => {
+                self.state.metrics().record_generation(
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    time_to_first_token,
+                    decode_tokens_per_second,
+                );
+                let f = Finished {
+                    reason: finish_reason,
+                    usage,
+                    tail: text,
                 };
                 if let Some(stop) = self.feed(&f.tail, out) {
                     return Ok(Some(self.end(stop, Some(f.usage), out)));
