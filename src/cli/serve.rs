@@ -382,21 +382,26 @@ impl Backend for ModelBackend {
 
     /// Message content is text: its special-token text is hidden behind placeholders
     /// while the template renders, then tokenized as plain text (tokenizer/literal.rs).
-    fn encode_chat(&self, request: &serde_json::Value, suffix: &str) -> crate::Result<Vec<u32>> {
+    /// The returned render keeps the placeholders (only its template-made end is read).
+    fn prepare_chat(
+        &self,
+        request: &serde_json::Value,
+        suffix: &str,
+    ) -> crate::Result<(Vec<u32>, String)> {
         if self.parse_special_in_content {
-            let mut prompt = self.render_chat(request)?;
-            prompt.push_str(suffix);
-            return self.encode(&prompt);
+            let rendered = self.render_chat(request)?;
+            let ids = self.encode(&format!("{rendered}{suffix}"))?;
+            return Ok((ids, rendered));
         }
         let mut literals = Literals::new(&request.to_string());
         let protected = map_content(request, |text| {
             self.tokenizer.protect_specials(text, &mut literals)
         });
-        let mut prompt = self.template.render(&protected)?;
-        prompt.push_str(suffix);
-        Ok(self
-            .tokenizer
-            .encode_with_literals(&prompt, true, &literals)?)
+        let rendered = self.template.render(&protected)?;
+        let ids =
+            self.tokenizer
+                .encode_with_literals(&format!("{rendered}{suffix}"), true, &literals)?;
+        Ok((ids, rendered))
     }
 
     fn fim_prompt(&self, prefix: &str, suffix: &str) -> Option<(String, Vec<u32>)> {

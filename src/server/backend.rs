@@ -69,13 +69,19 @@ pub trait Backend: Send + Sync {
     fn render_chat(&self, request: &Value) -> Result<String, Error>;
     /// Tokenizes a prompt; special-token text becomes the special token, BOS per the GGUF.
     fn encode(&self, text: &str) -> Result<Vec<u32>, Error>;
-    /// The token ids of a chat request: the template rendered with the generation prompt,
-    /// then `suffix` (a forced tool-call opening). A backend that treats message content as
-    /// text (never as special tokens) overrides this; the default is render + encode.
+    /// The token ids of a chat request (the template rendered with the generation prompt,
+    /// then `suffix`, a forced tool-call opening) and the rendered template without the
+    /// suffix, from one render: handlers read its end (an opened `<think>`). A backend that
+    /// treats message content as text (never as special tokens) overrides this; the
+    /// default is render + encode.
+    fn prepare_chat(&self, request: &Value, suffix: &str) -> Result<(Vec<u32>, String), Error> {
+        let rendered = self.render_chat(request)?;
+        let ids = self.encode(&format!("{rendered}{suffix}"))?;
+        Ok((ids, rendered))
+    }
+    /// The token ids of `prepare_chat`.
     fn encode_chat(&self, request: &Value, suffix: &str) -> Result<Vec<u32>, Error> {
-        let mut prompt = self.render_chat(request)?;
-        prompt.push_str(suffix);
-        self.encode(&prompt)
+        Ok(self.prepare_chat(request, suffix)?.0)
     }
     /// The fill-in-the-middle prompt for this model and the extra stop ids that end a
     /// middle, or `None` when it has no FIM tokens.

@@ -69,12 +69,8 @@ pub async fn chat_completions(
     };
     let b = backend.clone();
     let forced_prefix = prefix.clone();
-    let (prompt_ids, rendered) = blocking(move || {
-        // The rendered text only tells whether the template opened a `<think>` block.
-        let rendered = b.render_chat(&body)?;
-        Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
-    })
-    .await?;
+    // One render: the ids, and the text whose end says whether a `<think>` block is open.
+    let (prompt_ids, rendered) = blocking(move || b.prepare_chat(&body, &forced_prefix)).await?;
     // Reasoning (`<think>`) is split from content; an opened block starts the answer.
     let (parser, think) =
         reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);

@@ -83,13 +83,10 @@ impl Turn {
         };
         let b = backend.clone();
         let forced_prefix = prefix.clone();
-        let (prompt_ids, rendered) = blocking(move || {
-            // The ids come from `encode_chat` (message content is text, never special
-            // tokens); the text only tells whether the template opened a `<think>` block.
-            let rendered = b.render_chat(&body)?;
-            Ok((b.encode_chat(&body, &forced_prefix)?, rendered))
-        })
-        .await?;
+        // One render: the ids (message content as text), and the text whose end says
+        // whether the template opened a `<think>` block.
+        let (prompt_ids, rendered) =
+            blocking(move || b.prepare_chat(&body, &forced_prefix)).await?;
         let (parser, think) =
             reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
         // A forced call replaces the answer; otherwise an opened `<think>` starts it.
