@@ -222,6 +222,26 @@ impl KvCache {
         Ok(())
     }
 
+    /// Layer `layer`'s K and V buffers as stored (`[kv_heads, stride, head_dim]` f16 on the
+    /// host) passed to `f` with `stride`, for kernels that read the cache in place; `None`
+    /// when the cache is not f16 on the CPU.
+    pub(crate) fn with_host_f16<R>(
+        &self,
+        layer: usize,
+        f: impl FnOnce(&[half::f16], &[half::f16], usize) -> R,
+    ) -> Result<Option<R>, ModelError> {
+        let (_, stride, _) = self.k[layer].dims3()?;
+        let (k_storage, k_layout) = self.k[layer].storage_and_layout();
+        let (v_storage, v_layout) = self.v[layer].storage_and_layout();
+        if k_layout.start_offset() != 0 || v_layout.start_offset() != 0 {
+            return Err(ModelError::Candle("KV cache tensor is a view".into()));
+        }
+        match (host_values(&k_storage)?, host_values(&v_storage)?) {
+            (HostValues::F16(k), HostValues::F16(v)) => Ok(Some(f(k, v, stride))),
+            _ => Ok(None),
+        }
+    }
+
     /// Marks `n` more positions as filled (after a forward pass wrote their K/V).
     pub fn advance(&mut self, n: usize) {
         self.len += n;

@@ -528,10 +528,22 @@ impl Attention {
                 window: self.window.unwrap_or(usize::MAX),
             };
             let threads = candle_core::utils::get_num_threads();
+            let q_host = round_f16(&q)?.flatten_all()?.to_vec1::<f32>()?;
+            // Decode rows read the f16 cache in place (no per-step copy of the cache).
+            if (t == 1 || as_decode) && super::cpu::decode_attention::supported(hd) {
+                let out = cache.with_host_f16(layer, |k, v, stride| {
+                    super::cpu::decode_attention::attend(&q_host, k, v, stride, &shape)
+                })?;
+                if let Some(out) = out {
+                    let out = Tensor::from_vec(out, (t, nh * hd), q.device())?;
+                    record(|| format!("kqv_out-{layer}"), &out);
+                    return Ok(out);
+                }
+            }
             let out = KV_HOST.with(|buf| -> Result<Vec<f32>, ModelError> {
                 let (k_t, v_host) = &mut *buf.borrow_mut();
                 cache.host_f32(layer, total, k_t, v_host)?;
-                let q = round_f16(&q)?.flatten_all()?.to_vec1::<f32>()?;
+                let q = q_host;
                 if !as_decode || t == 1 {
                     return Ok(super::cpu::attention::attend(
                         &q, k_t, v_host, &shape, threads,

@@ -12,6 +12,14 @@ use super::pool;
 use crate::model::ggml_ops::{self, AttnShape};
 use std::cell::RefCell;
 
+/// Keys per block of the scores' lane pass: the block's 16 lane partials of two queries
+/// (32 KiB) stay in L1 while they are reduced.
+const KEY_BLOCK: usize = 256;
+
+/// Per-thread scratch beyond the two score rows: two queries' lane partials of one key
+/// block, and the 16 lane sums of one output row (head sizes up to 256).
+const SCRATCH: usize = 2 * 16 * KEY_BLOCK + 16 * 256;
+
 /// Queries of one head per work item: enough to amortize a thread's K/V reads, few enough
 /// that the causal triangle still splits evenly over the threads.
 const QUERY_BLOCK: usize = 16;
@@ -26,6 +34,7 @@ pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: 
             && !windowed
             && s.head_dim > 0
             && s.head_dim.is_multiple_of(16)
+            && s.head_dim <= 256
             && super::dot::avx2::available()
         {
             return tiled(q, k_t, v, s);
@@ -57,8 +66,9 @@ fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
     let body = |items: std::ops::Range<usize>| {
         ROWS.with(|rows| {
             let rows = &mut *rows.borrow_mut();
-            if rows.len() < 2 * s.total {
-                rows.resize(2 * s.total, 0.0);
+            let need = 2 * s.total + SCRATCH;
+            if rows.len() < need {
+                rows.resize(need, 0.0);
             }
             for item in items {
                 let (h, b) = (item / blocks, item % blocks);
@@ -75,8 +85,8 @@ fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{AttnShape, SharedOut};
+pub(super) mod avx2 {
+    use super::{AttnShape, SharedOut, KEY_BLOCK};
     use crate::model::ggml_ops;
     use std::arch::x86_64::*;
 
@@ -99,7 +109,9 @@ mod avx2 {
         let keys_t = &k_t[kvh * hd * total..(kvh + 1) * hd * total];
         let vals = &v[kvh * total * hd..(kvh + 1) * total * hd];
         let scale = 1.0 / (hd as f32).sqrt();
-        let (row0, row1) = rows.split_at_mut(total);
+        let (row0, rest) = rows.split_at_mut(total);
+        let (row1, scratch) = rest.split_at_mut(total);
+        let (part, lanes) = scratch.split_at_mut(2 * 16 * KEY_BLOCK);
         let mut i = queries.start;
         while i < queries.end {
             let pair = i + 1 < queries.end;
@@ -111,7 +123,7 @@ mod avx2 {
             };
             let seen0 = s.pos + i + 1;
             let seen = if pair { seen0 + 1 } else { seen0 };
-            scores_pair(q0, q1, keys_t, total, seen, row0, row1);
+            scores_pair(q0, q1, keys_t, total, seen, row0, row1, part);
             for (n, row) in [&mut *row0, &mut *row1].into_iter().enumerate() {
                 if n == 1 && !pair {
                     break;
@@ -119,7 +131,7 @@ mod avx2 {
                 let row = &mut row[..seen0 + n];
                 softmax_f16(row, scale);
                 let o = out.0.add(((i + n) * s.n_head + h) * hd);
-                weighted_sum(row, vals, hd, std::slice::from_raw_parts_mut(o, hd));
+                weighted_sum(row, vals, hd, lanes, std::slice::from_raw_parts_mut(o, hd));
             }
             i += if pair { 2 } else { 1 };
         }
@@ -128,6 +140,10 @@ mod avx2 {
     /// `row0[j] = q0 . k_j` and `row1[j] = q1 . k_j` for `j < seen`, each summed as tinyBLAS
     /// does (`ggml_ops::scores`, tiled): lane `l` sums dimensions `l, l+16, ...` in order
     /// from zero, then the lanes reduce as `_mm512_reduce_add_ps`. Eight keys per vector.
+    /// Lane-major within a block of keys: lane `l`'s query values stay in registers while
+    /// it runs over the block (one K load per two FMAs), its partials go to `part`, and
+    /// the block's 16 lanes are reduced afterwards.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn scores_pair(
         q0: &[f32],
@@ -137,44 +153,80 @@ mod avx2 {
         seen: usize,
         row0: &mut [f32],
         row1: &mut [f32],
+        part: &mut [f32],
     ) {
-        let hd = q0.len();
-        let kp = keys_t.as_ptr();
-        let (p0, p1) = (q0.as_ptr(), q1.as_ptr());
-        // Lane `l`'s sum for eight keys from column `j`.
-        let lane = |l: usize, j: usize| {
-            let mut a0 = _mm256_setzero_ps();
-            let mut a1 = _mm256_setzero_ps();
-            let mut e = l;
-            while e < hd {
-                let k = _mm256_loadu_ps(kp.add(e * total + j));
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*p0.add(e)), k, a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*p1.add(e)), k, a1);
-                e += 16;
-            }
-            (a0, a1)
-        };
-        let add = |a: (__m256, __m256), b: (__m256, __m256)| {
-            (_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
-        };
-        // reduce16: t4[i] = (v[i+12] + v[i+4]) + (v[i+8] + v[i]),
-        // result = (t4[0] + t4[2]) + (t4[1] + t4[3]).
-        let t4 = |i: usize, j: usize| {
-            add(
-                add(lane(i + 12, j), lane(i + 4, j)),
-                add(lane(i + 8, j), lane(i, j)),
-            )
-        };
-        let mut j = 0;
-        while j + 8 <= seen {
-            let s02 = add(t4(0, j), t4(2, j));
-            let s13 = add(t4(1, j), t4(3, j));
-            let r = add(s02, s13);
-            _mm256_storeu_ps(row0.as_mut_ptr().add(j), r.0);
-            _mm256_storeu_ps(row1.as_mut_ptr().add(j), r.1);
-            j += 8;
+        match q0.len() / 16 {
+            2 => scores_pair_m::<2>(q0, q1, keys_t, total, seen, row0, row1, part),
+            4 => scores_pair_m::<4>(q0, q1, keys_t, total, seen, row0, row1, part),
+            8 => scores_pair_m::<8>(q0, q1, keys_t, total, seen, row0, row1, part),
+            _ => scores_pair_m::<16>(q0, q1, keys_t, total, seen, row0, row1, part),
         }
-        for j in j..seen {
+    }
+
+    /// `scores_pair` for `M = head_dim / 16` dimensions per lane (`M <= 16`; a smaller
+    /// head than `16 * M` is not passed here except through the `16` arm, which reads
+    /// only `head_dim / 16` of them).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_pair_m<const M: usize>(
+        q0: &[f32],
+        q1: &[f32],
+        keys_t: &[f32],
+        total: usize,
+        seen: usize,
+        row0: &mut [f32],
+        row1: &mut [f32],
+        part: &mut [f32],
+    ) {
+        let m = (q0.len() / 16).min(M);
+        let kp = keys_t.as_ptr();
+        let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
+        let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());
+        let full = seen / 8 * 8;
+        let mut jb = 0;
+        while jb < full {
+            let jn = (full - jb).min(KEY_BLOCK);
+            for l in 0..16 {
+                let mut b0 = [_mm256_setzero_ps(); M];
+                let mut b1 = [_mm256_setzero_ps(); M];
+                for r in 0..m {
+                    b0[r] = _mm256_set1_ps(q0[l + 16 * r]);
+                    b1[r] = _mm256_set1_ps(q1[l + 16 * r]);
+                }
+                let mut j = 0;
+                while j < jn {
+                    let mut a0 = _mm256_setzero_ps();
+                    let mut a1 = _mm256_setzero_ps();
+                    for r in 0..m {
+                        let k = _mm256_loadu_ps(kp.add((l + 16 * r) * total + jb + j));
+                        a0 = _mm256_fmadd_ps(b0[r], k, a0);
+                        a1 = _mm256_fmadd_ps(b1[r], k, a1);
+                    }
+                    _mm256_storeu_ps(pp0.add(l * KEY_BLOCK + j), a0);
+                    _mm256_storeu_ps(pp1.add(l * KEY_BLOCK + j), a1);
+                    j += 8;
+                }
+            }
+            // reduce16: t4[i] = (v[i+12] + v[i+4]) + (v[i+8] + v[i]),
+            // result = (t4[0] + t4[2]) + (t4[1] + t4[3]).
+            for (pp, row) in [(pp0, &mut *row0), (pp1, &mut *row1)] {
+                let v = |l: usize, j: usize| _mm256_loadu_ps(pp.add(l * KEY_BLOCK + j));
+                let mut j = 0;
+                while j < jn {
+                    let t4: [__m256; 4] = std::array::from_fn(|i| {
+                        _mm256_add_ps(
+                            _mm256_add_ps(v(i + 12, j), v(i + 4, j)),
+                            _mm256_add_ps(v(i + 8, j), v(i, j)),
+                        )
+                    });
+                    let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
+                    _mm256_storeu_ps(row.as_mut_ptr().add(jb + j), r);
+                    j += 8;
+                }
+            }
+            jb += jn;
+        }
+        for j in full..seen {
             row0[j] = score_one(q0, keys_t, total, j);
             row1[j] = score_one(q1, keys_t, total, j);
         }
@@ -191,7 +243,7 @@ mod avx2 {
 
     /// `ggml_ops::softmax` then rounding to f16, eight scores at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn softmax_f16(row: &mut [f32], scale: f32) {
+    pub(crate) unsafe fn softmax_f16(row: &mut [f32], scale: f32) {
         let n = row.len();
         let p = row.as_mut_ptr();
         let vs = _mm256_set1_ps(scale);
@@ -246,7 +298,7 @@ mod avx2 {
 
     /// `ggml_ops::reduce16` of the 16 lanes `lo ++ hi`.
     #[inline(always)]
-    unsafe fn reduce16(lo: __m256, hi: __m256) -> f32 {
+    pub(crate) unsafe fn reduce16(lo: __m256, hi: __m256) -> f32 {
         let t8 = _mm256_add_ps(hi, lo);
         let t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
         // (t4[0] + t4[2]) + (t4[1] + t4[3])
@@ -295,43 +347,58 @@ mod avx2 {
     }
 
     /// `out[d] = sum_p probs[p] * v[p][d]` as `ggml_ops::weighted_sum` (tiled) sums it: lane
-    /// `p % 16` per output, from zero in position order, then `reduce16`. Eight outputs per
-    /// vector; the 16 lanes in two passes of eight.
+    /// `p % 16` per output, from zero in position order, then `reduce16`. One lane at a
+    /// time (positions `l, l + 16, ...`) with the whole head's outputs in registers (one
+    /// broadcast per eight V loads); the 16 lane sums go through `lanes` (`[16, hd]`).
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum(probs: &[f32], v: &[f32], hd: usize, out: &mut [f32]) {
+    unsafe fn weighted_sum(
+        probs: &[f32],
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        match hd / 8 {
+            4 => weighted_sum_n::<4>(probs, v, hd, lanes, out),
+            8 => weighted_sum_n::<8>(probs, v, hd, lanes, out),
+            16 => weighted_sum_n::<16>(probs, v, hd, lanes, out),
+            _ => weighted_sum_n::<32>(probs, v, hd, lanes, out),
+        }
+    }
+
+    /// `weighted_sum` for up to `N` eight-float vectors per row (`hd <= 8 * N`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_n<const N: usize>(
+        probs: &[f32],
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let nv = (hd / 8).min(N);
         let seen = probs.len();
-        let (pp, vp) = (probs.as_ptr(), v.as_ptr());
-        let full = seen / 16 * 16;
-        let pass = |dv: usize, half: usize| {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            let mut b = 0;
-            while b < full {
-                for (l, a) in acc.iter_mut().enumerate() {
-                    let p = b + 8 * half + l;
-                    let w = _mm256_broadcast_ss(&*pp.add(p));
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp.add(p * hd + dv)), *a);
+        let (pp, vp, lp) = (probs.as_ptr(), v.as_ptr(), lanes.as_mut_ptr());
+        for l in 0..16 {
+            let mut acc = [_mm256_setzero_ps(); N];
+            let mut p = l;
+            while p < seen {
+                let w = _mm256_broadcast_ss(&*pp.add(p));
+                for (c, a) in acc.iter_mut().enumerate().take(nv) {
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp.add(p * hd + 8 * c)), *a);
                 }
-                b += 16;
+                p += 16;
             }
-            for (l, a) in acc.iter_mut().enumerate() {
-                let p = full + 8 * half + l;
-                if p < seen {
-                    let w = _mm256_broadcast_ss(&*pp.add(p));
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp.add(p * hd + dv)), *a);
-                }
+            for (c, a) in acc.iter().enumerate().take(nv) {
+                _mm256_storeu_ps(lp.add(l * hd + 8 * c), *a);
             }
-            acc
-        };
-        let mut dv = 0;
-        while dv < hd {
-            let lo = pass(dv, 0);
-            let hi = pass(dv, 1);
-            // reduce16 across the lanes, elementwise over eight outputs.
-            let t8: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(hi[i], lo[i]));
+        }
+        let lane = |l: usize, c: usize| _mm256_loadu_ps(lp.add(l * hd + 8 * c));
+        for c in 0..nv {
+            let t8: [__m256; 8] =
+                std::array::from_fn(|i| _mm256_add_ps(lane(i + 8, c), lane(i, c)));
             let t4: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t8[i + 4], t8[i]));
             let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
-            _mm256_storeu_ps(out.as_mut_ptr().add(dv), r);
-            dv += 8;
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), r);
         }
     }
 }
@@ -363,6 +430,9 @@ mod tests {
             (16, 5, 3, 1, 32, 8.0),
             (1, 9, 2, 2, 64, 1.0),
             (50, 21, 2, 1, 128, 30.0),
+            // Several key blocks (KEY_BLOCK) and a partial one; the largest head.
+            (19, 600, 2, 1, 64, 4.0),
+            (9, 270, 2, 2, 256, 2.0),
         ] {
             let total = pos + t;
             let s = AttnShape {

@@ -12,6 +12,7 @@
 mod act;
 pub(crate) mod attention;
 pub mod bench;
+pub(crate) mod decode_attention;
 mod dot;
 #[cfg(target_arch = "aarch64")]
 mod neon;
