@@ -108,7 +108,7 @@ impl Backend for Thinker {
                 let _ = tx.blocking_send(Event::Token {
                     id: c as u32,
                     text: c.to_string(),
-                    logprob: None,
+                    logprobs: Vec::new(),
                 });
             }
             let _ = tx.blocking_send(Event::Done {
@@ -121,6 +121,7 @@ impl Backend for Thinker {
                 time_to_first_token: 0.01,
                 decode_tokens_per_second: 100.0,
                 text: String::new(),
+                logprobs: Vec::new(),
             });
         });
         Ok(rx)

@@ -191,7 +191,7 @@ impl Backend for ScriptedBackend {
                 let _ = tx.blocking_send(Event::Token {
                     id: c as u32,
                     text: c.to_string(),
-                    logprob: None,
+                    logprobs: Vec::new(),
                 });
                 if req.constraint.as_ref().is_some_and(|c| c.is_complete()) {
                     break;
@@ -208,6 +208,7 @@ impl Backend for ScriptedBackend {
                 time_to_first_token: 0.01,
                 decode_tokens_per_second: 100.0,
                 text: String::new(),
+                logprobs: Vec::new(),
             });
         });
         Ok(rx)
