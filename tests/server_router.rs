@@ -406,9 +406,9 @@ async fn bad_requests_get_openai_errors() {
             "unsupported_parameter",
         ),
         (
-            j(json!({"messages": user("hi"), "logprobs": true})),
+            j(json!({"messages": user("hi"), "logprobs": true, "top_logprobs": 21})),
             400,
-            "unsupported_parameter",
+            "invalid_value",
         ),
         (
             j(
