@@ -337,9 +337,8 @@ async fn anthropic_errors_for_a_full_queue_and_a_loading_model() {
     assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
 }
 
-/// Claude Code drops a stream that sends nothing for 5 minutes, and a long agent prompt
-/// can take longer than that to prefill on a CPU: the Messages stream pings while it waits
-/// (every 15 s), as Anthropic's API does.
+/// A long agent prompt can take minutes to prefill on a CPU: the Messages stream pings
+/// while it waits (every 15 s), as Anthropic's API does, so the connection is never silent.
 #[tokio::test]
 async fn messages_stream_pings_while_the_prompt_is_prefilled() {
     let slow = Thinker {

@@ -124,8 +124,9 @@ fn event(value: &Value) -> Bytes {
 }
 
 /// A `ping` goes out when the stream has been quiet this long (a long prompt still being
-/// prefilled): Claude Code gives up on a stream that sends nothing for 5 minutes (its
-/// stream idle timeout), and Anthropic's API pings the same way.
+/// prefilled), as Anthropic's API pings: it keeps bytes flowing for byte-level idle
+/// watchdogs and proxies. (Claude Code 2.1's event idle timeout, 5 minutes, does not count
+/// pings: raise `CLAUDE_STREAM_IDLE_TIMEOUT_MS` for prompts slower than that.)
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 async fn pump(mut turn: Turn, reply: Reply, trim: bool, tx: SseSender) {
