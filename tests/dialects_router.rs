@@ -55,10 +55,12 @@ impl CallParser for Qwen {
     }
 }
 
-/// Replies with `reply`, one char per token; queue full when `full`.
+/// Replies with `reply`, one char per token, after `stall` (a long prefill); queue full
+/// when `full`.
 struct Thinker {
     reply: String,
     full: bool,
+    stall: std::time::Duration,
 }
 
 impl Backend for Thinker {
@@ -101,14 +103,16 @@ impl Backend for Thinker {
         let (tx, rx) = channel(4096);
         let reply = self.reply.clone();
         let prompt_tokens = req.prompt_ids.len();
+        let stall = self.stall;
         std::thread::spawn(move || {
+            std::thread::sleep(stall);
             let mut n = 0;
             for c in reply.chars() {
                 n += 1;
                 let _ = tx.blocking_send(Event::Token {
                     id: c as u32,
                     text: c.to_string(),
-                    logprob: None,
+                    logprobs: Vec::new(),
                 });
             }
             let _ = tx.blocking_send(Event::Done {
@@ -121,6 +125,7 @@ impl Backend for Thinker {
                 time_to_first_token: 0.01,
                 decode_tokens_per_second: 100.0,
                 text: String::new(),
+                logprobs: Vec::new(),
             });
         });
         Ok(rx)
@@ -141,6 +146,7 @@ fn app(reply: &str, format: ReasoningFormat) -> axum::Router {
     let backend = Thinker {
         reply: reply.to_owned(),
         full: false,
+        stall: std::time::Duration::ZERO,
     };
     wick::server::router(AppState::ready(config, Arc::new(backend)))
 }
@@ -303,6 +309,7 @@ async fn anthropic_errors_for_a_full_queue_and_a_loading_model() {
     let full = Thinker {
         reply: String::new(),
         full: true,
+        stall: std::time::Duration::ZERO,
     };
     let app = wick::server::router(AppState::ready(ServerConfig::new(MODEL), Arc::new(full)));
     let (status, text) = call(
@@ -328,4 +335,34 @@ async fn anthropic_errors_for_a_full_queue_and_a_loading_model() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(status, 503);
     assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
+}
+
+/// A long agent prompt can take minutes to prefill on a CPU: the Messages stream pings
+/// while it waits (every 15 s), as Anthropic's API does, so the connection is never silent.
+#[tokio::test]
+async fn messages_stream_pings_while_the_prompt_is_prefilled() {
+    let slow = Thinker {
+        reply: "Hello".into(),
+        full: false,
+        stall: std::time::Duration::from_secs(16),
+    };
+    let app = wick::server::router(AppState::ready(ServerConfig::new(MODEL), Arc::new(slow)));
+    let (status, text) = call(
+        app,
+        "/v1/messages",
+        json!({"max_tokens": 5, "messages": hi(), "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<String> = sse_data(&text)
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    // The opening ping, then one while the backend stalled, then the text.
+    assert_eq!(
+        kinds[..4],
+        ["message_start", "ping", "ping", "content_block_start"],
+        "{text}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("message_stop"));
 }

@@ -41,7 +41,7 @@ fn request(prompt_ids: Vec<u32>, max_tokens: usize, sampling: SamplingParams) ->
         max_tokens,
         stop_strings: Vec::new(),
         stop_ids: Vec::new(),
-        logprobs: false,
+        logprobs: None,
         constraint: None,
     }
 }
@@ -99,10 +99,10 @@ fn collect(mut rx: EventReceiver) -> Result<Generation> {
             bail!("no Done within the deadline");
         }
         match rx.try_recv() {
-            Ok(Event::Token { id, text, logprob }) => {
+            Ok(Event::Token { id, text, logprobs }) => {
                 g.ids.push(id);
                 g.text.push_str(&text);
-                g.logprobs.extend(logprob);
+                g.logprobs.extend(logprobs.iter().map(|l| l.logprob));
             }
             Ok(Event::Done {
                 finish_reason,
@@ -148,7 +148,7 @@ fn greedy_matches_llama_cpp_reference_and_logprob() -> Result<()> {
     {
         let n = 8.min(p.generated_ids.len());
         let mut req = request(p.prompt_ids.clone(), n, greedy());
-        req.logprobs = true;
+        req.logprobs = Some(0);
         let g = h.generate_blocking(req, |_| {})?;
         assert_eq!(g.ids, p.generated_ids[..n], "prompt {i} {}", p.name);
         assert_eq!(g.ids[0], p.first_top.0);

@@ -191,7 +191,7 @@ impl Backend for ScriptedBackend {
                 let _ = tx.blocking_send(Event::Token {
                     id: c as u32,
                     text: c.to_string(),
-                    logprob: None,
+                    logprobs: Vec::new(),
                 });
                 if req.constraint.as_ref().is_some_and(|c| c.is_complete()) {
                     break;
@@ -208,6 +208,7 @@ impl Backend for ScriptedBackend {
                 time_to_first_token: 0.01,
                 decode_tokens_per_second: 100.0,
                 text: String::new(),
+                logprobs: Vec::new(),
             });
         });
         Ok(rx)
@@ -405,9 +406,9 @@ async fn bad_requests_get_openai_errors() {
             "unsupported_parameter",
         ),
         (
-            j(json!({"messages": user("hi"), "logprobs": true})),
+            j(json!({"messages": user("hi"), "logprobs": true, "top_logprobs": 21})),
             400,
-            "unsupported_parameter",
+            "invalid_value",
         ),
         (
             j(

@@ -38,7 +38,7 @@ fn request(prompt_ids: Vec<u32>, max_tokens: usize, sampling: SamplingParams) ->
         max_tokens,
         stop_strings: Vec::new(),
         stop_ids: Vec::new(),
-        logprobs: false,
+        logprobs: None,
         constraint: None,
     }
 }

@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
         max_tokens,
         stop_strings: args.stop.clone(),
         stop_ids: Vec::new(),
-        logprobs: false,
+        logprobs: None,
         constraint: None,
     };
     let stdout = std::io::stdout();

@@ -187,6 +187,7 @@ pub struct Handle {
 pub struct Generation {
     pub ids: Vec<u32>,
     pub text: String,
+    /// The generated tokens' logprobs, when asked for (see `Event::Token`).
     pub logprobs: Vec<f32>,
     pub finish_reason: FinishReason,
     pub usage: Usage,
@@ -284,12 +285,12 @@ impl Handle {
                 Event::Token {
                     id,
                     text: t,
-                    logprob,
+                    logprobs: l,
                 } => {
                     ids.push(id);
                     on_text(&t);
                     text.push_str(&t);
-                    logprobs.extend(logprob);
+                    logprobs.extend(l.iter().map(|l| l.logprob));
                 }
                 Event::Done {
                     finish_reason,
@@ -297,7 +298,9 @@ impl Handle {
                     time_to_first_token,
                     decode_tokens_per_second,
                     text: tail,
+                    logprobs: l,
                 } => {
+                    logprobs.extend(l.iter().map(|l| l.logprob));
                     on_text(&tail);
                     text.push_str(&tail);
                     return Ok(Generation {

@@ -14,6 +14,7 @@
 use thiserror::Error;
 
 mod handle;
+mod logprobs;
 mod lookup;
 mod pacer;
 mod prefix_cache;
@@ -25,6 +26,7 @@ pub mod threads;
 mod worker;
 
 pub use handle::{EngineOptions, EngineStats, Generation, Handle};
+pub use logprobs::{TokenLogprob, TopLogprob, MAX_TOP_LOGPROBS};
 pub use speculate::SpeculativeMode;
 
 /// The receiving end of one request's events. Bounded (`EngineOptions::event_buffer`):
@@ -81,8 +83,9 @@ pub struct GenerationRequest {
     pub stop_strings: Vec<String>,
     /// Extra stop ids besides the model's end-of-generation set.
     pub stop_ids: Vec<u32>,
-    /// Return the logprob of each sampled token.
-    pub logprobs: bool,
+    /// `Some(k)`: return each generated token's logprob and its step's `k` most likely
+    /// tokens (`k` at most `MAX_TOP_LOGPROBS`); `None`: no logprobs.
+    pub logprobs: Option<usize>,
     pub constraint: Option<Box<dyn Constraint>>,
 }
 
@@ -119,11 +122,14 @@ pub struct Usage {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `text` is the newly decoded text (may be empty while a UTF-8 char or a possible stop
-    /// string is held back).
+    /// string is held back). `logprobs` (when asked for) are those of the tokens whose text
+    /// `text` completes: usually this token's alone, none while its text is held back, the
+    /// held-back ones with the text that releases them. Tokens wholly inside a matched stop
+    /// string get none, like their text.
     Token {
         id: u32,
         text: String,
-        logprob: Option<f32>,
+        logprobs: Vec<TokenLogprob>,
     },
     Done {
         finish_reason: FinishReason,
@@ -135,6 +141,8 @@ pub enum Event {
         /// unfinished character) that is real output: append it after the last `Token`.
         /// Usually empty.
         text: String,
+        /// The logprobs of the tokens whose text is in `text` (when asked for).
+        logprobs: Vec<TokenLogprob>,
     },
     Failed(EngineError),
 }

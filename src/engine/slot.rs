@@ -4,6 +4,7 @@
 //! Input: admitted requests. Output: none by itself (the worker drives it).
 //! Must not depend on the server or HTTP types.
 
+use super::logprobs::Aligner;
 use super::sampler::Sampler;
 use super::speculate::Speculation;
 use super::stop::{StopIds, StopStrings};
@@ -22,7 +23,10 @@ pub(crate) struct Sequence {
     pub stop_strings: StopStrings,
     pub detok: Detokenizer,
     pub max_tokens: usize,
-    pub logprobs: bool,
+    /// Alternatives per token when logprobs were asked for.
+    pub logprobs: Option<usize>,
+    /// Holds logprobs back with their text.
+    pub aligner: Aligner,
     pub constraint: Option<Box<dyn Constraint>>,
     pub usage: Usage,
     pub submitted: Instant,

@@ -11,6 +11,7 @@
 //! input (a model error fails that request only).
 
 use super::handle::{Shared, StatCounters};
+use super::logprobs;
 use super::pacer::Pacer;
 use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
@@ -237,6 +238,7 @@ impl Worker {
             detok: Detokenizer::new(),
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
+            aligner: Default::default(),
             constraint: req.constraint,
             submitted,
             admitted: self.admitted,
@@ -505,10 +507,12 @@ impl Worker {
             return None;
         };
         let sampler: &mut Sampler = &mut slot.sampler;
-        let want_logprob = seq.logprobs;
+        let top_k = seq.logprobs;
         let constraint = seq.constraint.as_deref_mut();
         let sampled = with_logits(&logits, logits_buf, |l| {
-            sampler.sample(l, want_logprob, constraint, tokenizer.as_ref())
+            let s = sampler.sample(l, false, constraint, tokenizer.as_ref())?;
+            let lp = top_k.map(|k| logprobs::compute(l, s.id, k, tokenizer.as_ref()));
+            Some((s.id, lp))
         });
         drop(logits);
         let sampled = match sampled {
@@ -523,7 +527,7 @@ impl Worker {
                 return None;
             }
         };
-        let id = sampled.id;
+        let (id, logprob) = sampled;
         if seq.stop_ids.contains(id) {
             self.finish_flushed(i, FinishReason::Stop);
             return None;
@@ -559,12 +563,17 @@ impl Worker {
             seq.detok.finish_into(&mut text);
             seq.stop_strings.flush(&mut text);
         }
+        let mut logprobs = match logprob {
+            Some(lp) => seq.aligner.push(lp, piece.len(), text.len()),
+            None => Vec::new(),
+        };
+        if stopped {
+            logprobs.extend(seq.aligner.stop());
+        } else if finish.is_some() {
+            logprobs.extend(seq.aligner.finish());
+        }
         // Cannot be full (checked above); a closed channel is seen before the next step.
-        let _ = seq.tx.try_send(Event::Token {
-            id,
-            text,
-            logprob: sampled.logprob,
-        });
+        let _ = seq.tx.try_send(Event::Token { id, text, logprobs });
         if let Some(reason) = finish {
             self.finish(i, reason, String::new());
             return None;
@@ -615,7 +624,7 @@ impl Worker {
         };
         self.drop_unconfirmed(i, unconfirmed);
         let slot = &mut self.slots[i];
-        let Some(seq) = slot.seq.take() else {
+        let Some(mut seq) = slot.seq.take() else {
             return;
         };
         slot.input.clear();
@@ -644,6 +653,7 @@ impl Worker {
                 time_to_first_token: ttft,
                 decode_tokens_per_second: decode_tps,
                 text: tail,
+                logprobs: seq.aligner.finish(),
             });
         }
     }

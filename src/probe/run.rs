@@ -126,7 +126,7 @@ fn run_case(
             max_tokens,
             stop_strings: Vec::new(),
             stop_ids: Vec::new(),
-            logprobs: false,
+            logprobs: None,
             constraint: None,
         },
         |_| {},

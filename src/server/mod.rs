@@ -14,6 +14,7 @@ pub mod extract;
 pub mod handlers;
 pub mod json_constraint;
 pub mod listen;
+pub mod logprobs;
 pub mod metrics;
 pub mod mismatch;
 pub mod reasoning;

@@ -14,7 +14,7 @@ use super::backend::Backend;
 use super::error::{error_json, Dialect};
 use super::sse;
 use super::state::AppState;
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest, Usage};
+use crate::engine::{EngineError, Event, FinishReason, GenerationRequest, TokenLogprob, Usage};
 use crate::Error;
 use axum::body::Bytes;
 use axum::response::Response;
@@ -40,6 +40,9 @@ pub trait Shape: Send + 'static {
     fn open(&mut self, out: &mut Vec<Bytes>);
     /// One token's text, in order (may be empty while the engine holds bytes back).
     fn text(&mut self, text: &str, out: &mut Vec<Bytes>);
+    /// When logprobs were asked for: those of the tokens whose text comes with the next
+    /// `text` or `finish` call (the engine aligns them with the text it emits).
+    fn logprobs(&mut self, _tokens: Vec<TokenLogprob>) {}
     /// The generation ended (`done.tail` is output not yet given to `text`): the last
     /// frames of a stream.
     fn finish(&mut self, done: &Finished, out: &mut Vec<Bytes>);
@@ -113,8 +116,8 @@ pub async fn respond(
 
 /// What the loop got from the engine for one step.
 enum Step {
-    Text(String),
-    Done(Finished),
+    Text(String, Vec<TokenLogprob>),
+    Done(Finished, Vec<TokenLogprob>),
     Failed(Error),
     /// The client went away before the generation finished.
     Gone,
@@ -137,9 +140,9 @@ impl Task {
             _ = gone => return Step::Gone,
         };
         match event {
-            Some(Event::Token { text, .. }) => {
+            Some(Event::Token { text, logprobs, .. }) => {
                 self.generated += 1;
-                Step::Text(text)
+                Step::Text(text, logprobs)
             }
             Some(Event::Done {
                 finish_reason,
@@ -147,6 +150,7 @@ impl Task {
                 time_to_first_token,
                 decode_tokens_per_second,
                 text,
+                logprobs,
             }) => {
                 self.state.metrics().record_generation(
                     usage.prompt_tokens,
@@ -154,15 +158,29 @@ impl Task {
                     time_to_first_token,
                     decode_tokens_per_second,
                 );
-                Step::Done(Finished {
-                    reason: finish_reason,
-                    usage,
-                    tail: text,
-                })
+                Step::Done(
+                    Finished {
+                        reason: finish_reason,
+                        usage,
+                        tail: text,
+                    },
+                    logprobs,
+                )
             }
             Some(Event::Failed(e)) => Step::Failed(e.into()),
             None => Step::Failed(EngineError::WorkerStopped.into()),
         }
+    }
+
+    fn logprobs(&mut self, tokens: Vec<TokenLogprob>) {
+        if !tokens.is_empty() {
+            self.shape.logprobs(tokens);
+        }
+    }
+
+    fn text(&mut self, text: &str, logprobs: Vec<TokenLogprob>, out: &mut Vec<Bytes>) {
+        self.logprobs(logprobs);
+        self.shape.text(text, out);
     }
 
     /// The client left mid-generation: dropping the receiver stops the engine; count what
@@ -188,8 +206,9 @@ impl Task {
         self.shape.open(&mut ignored);
         loop {
             match self.next(tx.closed()).await {
-                Step::Text(t) => self.shape.text(&t, &mut ignored),
-                Step::Done(done) => {
+                Step::Text(t, lp) => self.text(&t, lp, &mut ignored),
+                Step::Done(done, lp) => {
+                    self.logprobs(lp);
                     self.shape.finish(&done, &mut ignored);
                     let _ = tx.send(Ok(self.shape.body(&done)));
                     return;
@@ -214,8 +233,9 @@ impl Task {
                 }
             }
             match self.next(tx.closed()).await {
-                Step::Text(t) => self.shape.text(&t, &mut frames),
-                Step::Done(done) => {
+                Step::Text(t, lp) => self.text(&t, lp, &mut frames),
+                Step::Done(done, lp) => {
+                    self.logprobs(lp);
                     self.shape.finish(&done, &mut frames);
                     // Finished: a client that leaves now missed only the last frames.
                     for f in frames.drain(..).chain(self.shape.end_frame()) {

@@ -4,7 +4,7 @@
 //! `CompletionPlan` (sampling, limits, stop rules, tool mode). No I/O, no model access.
 
 use crate::api::{ChatRequest, CompletionRequest, Prompt, Stop, StreamOptions, Tool, ToolChoice};
-use crate::engine::{EngineError, SamplingParams};
+use crate::engine::{EngineError, SamplingParams, MAX_TOP_LOGPROBS};
 use crate::Error;
 use serde_json::{Map, Value};
 
@@ -41,6 +41,8 @@ pub struct Common {
     /// `None`: as many as the context allows (or the server default).
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// `Some(k)`: return each token's logprob and its `k` most likely alternatives.
+    pub logprobs: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,15 +352,7 @@ pub fn chat(
     reject_extra(&req.extra)?;
     check_n(req.n)?;
     check_logit_bias(req.logit_bias.as_ref())?;
-    if req.logprobs == Some(true) {
-        return Err(unsupported("logprobs", "logprobs are not supported yet"));
-    }
-    if req.top_logprobs.is_some() {
-        return Err(unsupported(
-            "top_logprobs",
-            "top_logprobs is not supported yet",
-        ));
-    }
+    let logprobs = chat_logprobs(req.logprobs, req.top_logprobs)?;
     messages(&req.messages)?;
     let tool_list = req.tools.clone().unwrap_or_default();
     tools(&tool_list)?;
@@ -400,12 +394,38 @@ pub fn chat(
             sampling,
             max_tokens: limit,
             stop: stop_strings(req.stop.as_ref())?,
+            logprobs,
         },
         tools: tool_list,
         tool_mode,
         max_calls,
         json_object,
     })
+}
+
+/// A count of alternatives per token: 0..=20 (OpenAI's chat limit; its legacy completions
+/// stop at 5, llama-server and vLLM accept 20 there too, and so does wick).
+fn top_count(param: &str, n: i64) -> Result<usize, Error> {
+    match usize::try_from(n) {
+        Ok(k) if k <= MAX_TOP_LOGPROBS => Ok(k),
+        _ => Err(invalid_value(
+            param,
+            format!("{param} must be between 0 and {MAX_TOP_LOGPROBS}, got {n}"),
+        )),
+    }
+}
+
+/// Chat's `logprobs: true` (with `top_logprobs` alternatives, 0 by default); as OpenAI,
+/// `top_logprobs` without `logprobs: true` is an error rather than ignored.
+fn chat_logprobs(logprobs: Option<bool>, top: Option<i64>) -> Result<Option<usize>, Error> {
+    match (logprobs, top) {
+        (Some(true), top) => Ok(Some(top_count("top_logprobs", top.unwrap_or(0))?)),
+        (_, None) => Ok(None),
+        (_, Some(_)) => Err(invalid_value(
+            "top_logprobs",
+            "top_logprobs requires logprobs to be true",
+        )),
+    }
 }
 
 fn prompt_text(prompt: &Prompt) -> Result<String, Error> {
@@ -439,10 +459,10 @@ pub fn completion(
         None | Some(1) => {}
         Some(_) => return Err(unsupported("best_of", "best_of > 1 is not supported")),
     }
-    match req.logprobs {
-        None | Some(0) => {}
-        Some(_) => return Err(unsupported("logprobs", "logprobs are not supported yet")),
-    }
+    let logprobs = match req.logprobs {
+        None => None,
+        Some(n) => Some(top_count("logprobs", n)?),
+    };
     let prompt = prompt_text(&req.prompt)?;
     // Nothing to continue from: an empty prompt, or an empty FIM prefix with an empty
     // suffix (the FIM markup alone is not a prompt).
@@ -471,6 +491,7 @@ pub fn completion(
             // OpenAI's legacy completions default to 16 tokens; clients always send it.
             max_tokens: Some(max_tokens("max_tokens", req.max_tokens)?.unwrap_or(16)),
             stop: stop_strings(req.stop.as_ref())?,
+            logprobs,
         },
         prompt,
         suffix: req.suffix.clone(),
@@ -573,14 +594,24 @@ mod tests {
             ),
             (json!({"messages": user(), "n": 0}), "n", "invalid_value"),
             (
-                json!({"messages": user(), "logprobs": true}),
-                "logprobs",
-                "unsupported_parameter",
-            ),
-            (
                 json!({"messages": user(), "top_logprobs": 2}),
                 "top_logprobs",
-                "unsupported_parameter",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "logprobs": false, "top_logprobs": 2}),
+                "top_logprobs",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "logprobs": true, "top_logprobs": 21}),
+                "top_logprobs",
+                "invalid_value",
+            ),
+            (
+                json!({"messages": user(), "logprobs": true, "top_logprobs": -1}),
+                "top_logprobs",
+                "invalid_value",
             ),
             (
                 json!({"messages": user(), "logit_bias": {"1": 5}}),
@@ -859,6 +890,12 @@ mod tests {
         assert_eq!(p.common.max_tokens, Some(9));
         assert_eq!(p.common.stop, vec!["END".to_string()]);
         assert!(p.common.stream && p.common.include_usage && p.json_object);
+        assert_eq!(p.common.logprobs, None);
+        let lp = |b: Value| chat_ok(b).common.logprobs;
+        assert_eq!(lp(json!({"messages": user(), "logprobs": true})), Some(0));
+        let top = json!({"messages": user(), "logprobs": true, "top_logprobs": 20});
+        assert_eq!(lp(top), Some(20));
+        assert_eq!(lp(json!({"messages": user(), "logprobs": false})), None);
         let p = chat_ok(json!({"messages": [{"role": "assistant", "content": null,
             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]}));
@@ -907,7 +944,8 @@ mod tests {
             (json!({"prompt": [1, 2]}), "prompt"),
             (json!({"prompt": "a", "echo": true}), "echo"),
             (json!({"prompt": "a", "best_of": 3}), "best_of"),
-            (json!({"prompt": "a", "logprobs": 2}), "logprobs"),
+            (json!({"prompt": "a", "logprobs": 21}), "logprobs"),
+            (json!({"prompt": "a", "logprobs": -1}), "logprobs"),
             (json!({"prompt": "a", "max_tokens": 0}), "max_tokens"),
             (json!({"prompt": ""}), "prompt"),
             (json!({"prompt": "", "suffix": ""}), "prompt"),

@@ -64,6 +64,19 @@ pub fn to_chat(req: &ResponsesRequest, previous: Vec<Value>) -> Result<Translate
             format!("parameter '{k}' is not supported by this server"),
         ));
     }
+    // `include` is harmless except for logprobs, which this dialect does not return.
+    if let Some(Value::Array(items)) = req.extra.get("include") {
+        if let Some(i) = items
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|i| i.contains("logprobs"))
+        {
+            return Err(unsupported(
+                "include",
+                format!("include '{i}' is not supported: use /v1/chat/completions for logprobs"),
+            ));
+        }
+    }
     if req.extra.get("background").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported(
             "background",

@@ -5,9 +5,10 @@
 
 use super::{api_usage, blocking, now, response_id};
 use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
-use crate::engine::{FinishReason, GenerationRequest};
+use crate::engine::{FinishReason, GenerationRequest, TokenLogprob};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
 use crate::server::extract::{from_value, Json};
+use crate::server::logprobs::{chat_entry, chat_object};
 use crate::server::mismatch::{self, Fallback};
 use crate::server::reasoning;
 use crate::server::respond::{self, Finished, Run, Shape};
@@ -48,6 +49,9 @@ struct ChatShape {
     output: Option<String>,
     /// Calls another parser read where the active one found none (`--tool-parser-fallback`).
     fallback: Option<Fallback>,
+    /// With `logprobs: true`: the `content` entries, all of them (whole) or those not yet
+    /// sent (streaming: they go with the next chunk).
+    logprobs: Option<Vec<Value>>,
 }
 
 pub async fn chat_completions(
@@ -92,7 +96,7 @@ pub async fn chat_completions(
         max_tokens,
         stop_strings: plan.common.stop.clone(),
         stop_ids: Vec::new(),
-        logprobs: false,
+        logprobs: plan.common.logprobs,
         constraint,
     };
     let assembler = Assembler::new(parser, plan.max_calls);
@@ -103,6 +107,7 @@ pub async fn chat_completions(
         parser: backend.parser_name().to_owned(),
         output,
         fallback: None,
+        logprobs: plan.common.logprobs.map(|_| Vec::new()),
         model: state.config().model_id.clone(),
         state: state.clone(),
         id: id.clone(),
@@ -171,11 +176,25 @@ impl ChatShape {
         }
     }
 
+    /// Streaming: the logprobs the next chunk carries (those not sent yet).
+    fn pending_logprobs(&mut self) -> Option<Value> {
+        match &mut self.logprobs {
+            Some(v) if !v.is_empty() => Some(chat_object(std::mem::take(v))),
+            _ => None,
+        }
+    }
+
     /// Streaming: the decided deltas become chunks; whole: they build the message.
     fn flush(&mut self, out: &mut Vec<Bytes>) {
         if self.stream {
-            out.extend(self.deltas.iter().map(|d| sse::frame(&self.delta_chunk(d))));
-            self.deltas.clear();
+            let mut deltas = std::mem::take(&mut self.deltas);
+            for d in deltas.drain(..) {
+                let mut chunk = self.delta_chunk(&d);
+                chunk.choices[0].logprobs = self.pending_logprobs();
+                out.push(sse::frame(&chunk));
+            }
+            // Kept for its buffer.
+            self.deltas = deltas;
         } else {
             self.deltas.drain(..).for_each(|d| self.message.apply(d));
         }
@@ -241,6 +260,12 @@ impl Shape for ChatShape {
         self.flush(out);
     }
 
+    fn logprobs(&mut self, tokens: Vec<TokenLogprob>) {
+        if let Some(v) = &mut self.logprobs {
+            v.extend(tokens.iter().map(chat_entry));
+        }
+    }
+
     fn finish(&mut self, done: &Finished, out: &mut Vec<Bytes>) {
         self.feed(&done.tail);
         // The constraint completed the forced call: add its closing markup.
@@ -263,7 +288,10 @@ impl Shape for ChatShape {
             }
         }
         let reason = finish_reason(done, self.calls());
-        out.push(sse::frame(&self.chunk(ChatDelta::default(), Some(reason))));
+        let mut last = self.chunk(ChatDelta::default(), Some(reason));
+        // Tokens whose text the parser kept (markup, held-back text) end the list here.
+        last.choices[0].logprobs = self.pending_logprobs();
+        out.push(sse::frame(&last));
         if self.plan.common.include_usage {
             let mut last = self.chunk(ChatDelta::default(), None);
             last.choices.clear();
@@ -290,7 +318,7 @@ impl Shape for ChatShape {
                 index: 0,
                 finish_reason: reason,
                 message: message.into_message(trim),
-                logprobs: None,
+                logprobs: this.logprobs.map(chat_object),
             }],
             usage: api_usage(done.usage),
         };

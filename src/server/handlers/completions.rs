@@ -5,8 +5,9 @@
 
 use super::{api_usage, blocking, now, response_id};
 use crate::api::{Completion, CompletionChoice, CompletionRequest};
-use crate::engine::{FinishReason, GenerationRequest};
+use crate::engine::{FinishReason, GenerationRequest, TokenLogprob};
 use crate::server::extract::Json;
+use crate::server::logprobs::CompletionLogprobs;
 use crate::server::respond::{self, Finished, Run, Shape};
 use crate::server::sse;
 use crate::server::state::AppState;
@@ -57,6 +58,7 @@ pub async fn completions(
         include_usage: plan.common.include_usage,
         stream: plan.common.stream,
         text: String::new(),
+        logprobs: plan.common.logprobs.map(|_| CompletionLogprobs::default()),
     };
     let run = Run {
         request: GenerationRequest {
@@ -65,7 +67,7 @@ pub async fn completions(
             max_tokens,
             stop_strings: plan.common.stop.clone(),
             stop_ids,
-            logprobs: false,
+            logprobs: plan.common.logprobs,
             constraint: None,
         },
         shape: Box::new(shape),
@@ -84,6 +86,8 @@ struct CompletionShape {
     stream: bool,
     /// Non-streaming: the text so far.
     text: String,
+    /// With `logprobs`: all tokens' (whole) or those not yet sent (streaming).
+    logprobs: Option<CompletionLogprobs>,
 }
 
 impl CompletionShape {
@@ -103,9 +107,16 @@ impl CompletionShape {
         }
     }
 
-    /// A stream chunk: `usage: null` on every chunk when usage was asked for.
-    fn chunk(&self, text: String, finish: Option<&'static str>) -> Bytes {
+    /// The logprobs object for the tokens pushed since the last call.
+    fn take_logprobs(&mut self) -> Option<serde_json::Value> {
+        self.logprobs.as_mut().map(CompletionLogprobs::take)
+    }
+
+    /// A stream chunk (with the logprobs of its tokens): `usage: null` on every chunk
+    /// when usage was asked for.
+    fn chunk(&mut self, text: String, finish: Option<&'static str>) -> Bytes {
         let mut chunk = self.completion(text, finish);
+        chunk.choices[0].logprobs = self.take_logprobs();
         chunk.usage = self.include_usage.then_some(None);
         sse::frame(&chunk)
     }
@@ -121,7 +132,14 @@ fn reason(f: &Finished) -> &'static str {
 impl Shape for CompletionShape {
     fn open(&mut self, _out: &mut Vec<Bytes>) {}
 
+    fn logprobs(&mut self, tokens: Vec<TokenLogprob>) {
+        if let Some(l) = &mut self.logprobs {
+            tokens.iter().for_each(|t| l.push(t));
+        }
+    }
+
     fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        // Tokens without text (held back) keep their logprobs for the next chunk.
         if text.is_empty() {
             return;
         }
@@ -150,6 +168,7 @@ impl Shape for CompletionShape {
         let mut this = *self;
         let text = std::mem::take(&mut this.text);
         let mut body = this.completion(text, Some(reason(done)));
+        body.choices[0].logprobs = this.take_logprobs();
         body.usage = Some(Some(api_usage(done.usage)));
         axum::Json(body).into_response()
     }

@@ -123,6 +123,12 @@ fn event(value: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// A `ping` goes out when the stream has been quiet this long (a long prompt still being
+/// prefilled), as Anthropic's API pings: it keeps bytes flowing for byte-level idle
+/// watchdogs and proxies. (Claude Code 2.1's event idle timeout, 5 minutes, does not count
+/// pings: raise `CLAUDE_STREAM_IDLE_TIMEOUT_MS` for prompts slower than that.)
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 async fn pump(mut turn: Turn, reply: Reply, trim: bool, tx: SseSender) {
     let start = json!({"type": "message_start", "message": {
         "id": reply.id, "type": "message", "role": "assistant", "model": reply.model,
@@ -142,6 +148,13 @@ async fn pump(mut turn: Turn, reply: Reply, trim: bool, tx: SseSender) {
             _ = tx.closed() => {
                 tracing::info!("client disconnected: generation cancelled");
                 return;
+            }
+            // `Turn::next` is cancel-safe: it awaits only the engine's channel.
+            _ = tokio::time::sleep(PING_EVERY) => {
+                if !tx.send(event(&json!({"type": "ping"}))).await {
+                    return;
+                }
+                continue;
             }
         };
         let done = match next {

@@ -114,7 +114,7 @@ impl Turn {
                 max_tokens,
                 stop_strings: plan.common.stop.clone(),
                 stop_ids: Vec::new(),
-                logprobs: false,
+                logprobs: None,
                 constraint,
             })
             .map_err(|e| Error::engine(e, prompt_param))?;
@@ -163,6 +163,7 @@ impl Turn {
                 time_to_first_token,
                 decode_tokens_per_second,
                 text,
+                ..
             } => {
                 self.state.metrics().record_generation(
                     usage.prompt_tokens,
