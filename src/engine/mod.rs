@@ -5,7 +5,8 @@
 //!
 //! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the step loop:
 //! chunked prefill interleaved with decode), `slot.rs` (one active sequence),
-//! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `pacer.rs` (how
+//! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `lookup.rs` and
+//! `draft.rs` (speculative drafters), `speculate.rs` (verifying their drafts), `pacer.rs` (how
 //! much prompt a step may run beside decode), `sampler.rs`,
 //! `stop.rs` (stop ids, stop strings, length), `threads.rs` (CPU pools). Text comes from
 //! `tokenizer::detok`.
@@ -13,6 +14,7 @@
 
 use thiserror::Error;
 
+pub mod draft;
 mod handle;
 mod lookup;
 mod pacer;
@@ -24,6 +26,7 @@ pub mod stop;
 pub mod threads;
 mod worker;
 
+pub use draft::DraftModel;
 pub use handle::{EngineOptions, EngineStats, Generation, Handle};
 pub use speculate::SpeculativeMode;
 

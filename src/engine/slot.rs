@@ -4,6 +4,7 @@
 //! Input: admitted requests. Output: none by itself (the worker drives it).
 //! Must not depend on the server or HTTP types.
 
+use super::draft::DraftState;
 use super::sampler::Sampler;
 use super::speculate::Speculation;
 use super::stop::{StopIds, StopStrings};
@@ -47,6 +48,9 @@ pub(crate) struct Slot {
     pub input: Vec<u32>,
     /// Kept across requests for its buffers.
     pub sampler: Sampler,
+    /// The draft model's KV for this sequence (speculative decoding); freed with the
+    /// request.
+    pub draft: DraftState,
 }
 
 impl Slot {
