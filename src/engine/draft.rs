@@ -50,6 +50,8 @@ pub(crate) struct DraftState {
     /// Draws draft tokens for sampled requests (its own generator).
     sampler: Sampler,
     logits: Vec<f32>,
+    /// Tokens the cache may hold (the engine's context size).
+    ctx: usize,
 }
 
 /// What one `propose` produced.
@@ -67,8 +69,10 @@ impl DraftState {
         self.tokens.clear();
     }
 
-    /// Starts a request: the draft samples with the request's settings.
-    pub fn reset(&mut self, params: &SamplingParams) {
+    /// Starts a request: the draft samples with the request's settings and holds at most
+    /// `ctx` tokens.
+    pub fn reset(&mut self, params: &SamplingParams, ctx: usize) {
+        self.ctx = ctx;
         self.sampler.reset(SamplingParams {
             // The draft's q must be what it drew from; penalties would need the history.
             repetition_penalty: 1.0,
@@ -87,7 +91,6 @@ impl DraftState {
     pub fn propose(
         &mut self,
         draft: &DraftModel,
-        ctx: usize,
         history: &[u32],
         want: usize,
         greedy: bool,
@@ -100,6 +103,7 @@ impl DraftState {
             return Ok(Proposal::Drafted);
         }
         let model = draft.model.as_ref();
+        let ctx = self.ctx;
         let cache = match self.cache.as_mut() {
             Some(c) => c,
             None => self.cache.insert(model.new_cache(ctx)?),

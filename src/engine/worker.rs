@@ -232,7 +232,7 @@ impl Worker {
         slot.tokens.extend_from_slice(&req.prompt_ids[..reuse]);
         slot.cache = Some(cache);
         slot.draft.clear();
-        slot.draft.reset(&req.sampling);
+        slot.draft.reset(&req.sampling, self.shared.opts.ctx_size);
         slot.sampler.reset(req.sampling);
         slot.seq = Some(Sequence {
             tx,
@@ -414,7 +414,7 @@ impl Worker {
                 let state = &mut slot.draft;
                 let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
                 let proposed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    state.propose(draft, ctx, tokens, want, greedy, drafts, dists)
+                    state.propose(draft, tokens, want, greedy, drafts, dists)
                 }));
                 match proposed {
                     Ok(Ok(Proposal::Drafted)) => {}
