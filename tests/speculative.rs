@@ -3,13 +3,19 @@
 //! reference prompts and an edit-style prompt that repeats its input; with sampling, the
 //! output distribution is unchanged (a chi-square test on a toy Markov model with a
 //! four-token vocabulary, against the exact distribution).
+//! With a draft model (`--draft-model`): the 0.5B drafting for the 1.5B gives the 1.5B's
+//! greedy output token for token; a draft whose tokenizer differs is refused, naming the
+//! difference; and rejection sampling against a probabilistic toy draft keeps the toy
+//! target's exact distribution.
 
 mod common;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use std::sync::Arc;
-use wick::engine::{EngineOptions, GenerationRequest, Handle, SamplingParams, SpeculativeMode};
+use wick::engine::{
+    DraftModel, EngineOptions, GenerationRequest, Handle, SamplingParams, SpeculativeMode,
+};
 use wick::gguf::Gguf;
 use wick::model::{KvCache, Model, ModelError, ModelInfo};
 use wick::tokenizer::Tokenizer;
@@ -125,6 +131,20 @@ struct Markov {
 }
 
 impl Markov {
+    /// A draft for `new`'s model: the same four tokens, different (flatter or sharper)
+    /// preferences, so its proposals are sometimes right and sometimes not.
+    fn draft(vocab_size: usize) -> Self {
+        Markov {
+            logits: [
+                [0.2, 1.2, 1.0, -0.5],
+                [0.0, -1.0, 2.5, 0.6],
+                [0.4, 0.0, -0.3, 1.0],
+                [2.2, 0.0, 0.5, -0.2],
+            ],
+            ..Markov::new(vocab_size)
+        }
+    }
+
     fn new(vocab_size: usize) -> Self {
         Markov {
             info: ModelInfo {
@@ -219,56 +239,159 @@ fn chi_square(counts: &[usize; 4], p: &[f64; 4]) -> f64 {
         .sum()
 }
 
-#[test]
-fn sampling_distribution_unchanged_by_drafts() -> Result<()> {
-    let (_, tokenizer) = load(common::SMOLLM2)?;
+/// Samples `RUNS` generations of `STEPS` tokens from the toy target under `mode` (with the
+/// toy draft model when the mode uses one) and checks each step's tokens against the
+/// exact distribution. Returns the engine's counters.
+fn chi_square_run(
+    tokenizer: &Arc<Tokenizer>,
+    mode: SpeculativeMode,
+) -> Result<wick::engine::EngineStats> {
     const RUNS: u64 = 3000;
     const STEPS: usize = 6;
     // 3 degrees of freedom: 16.27 is the 0.1% critical value. The seeds are fixed, so the
     // test is deterministic; a broken acceptance rule shifts these far beyond it.
     const CRITICAL: f64 = 16.27;
-    for mode in [SpeculativeMode::Off, SpeculativeMode::Lookup] {
-        let model = Markov::new(tokenizer.vocab_size());
-        let exact: Vec<[f64; 4]> = (1..=STEPS).map(|k| model.exact(301, k)).collect();
-        let ids = model.ids;
-        let engine = Handle::start(Box::new(model), tokenizer.clone(), options(mode))?;
-        let mut counts = [[0usize; 4]; STEPS];
-        for seed in 0..RUNS {
-            let sampling = SamplingParams {
-                temperature: 1.0,
-                seed: Some(seed),
-                ..SamplingParams::default()
-            };
-            // A prompt that repeats itself, so lookup always has something to propose.
-            let prompt = vec![300, 301, 302, 303, 300, 301];
-            let g = engine.generate_blocking(request(prompt, STEPS, sampling), |_| {})?;
-            assert_eq!(g.ids.len(), STEPS);
-            for (k, id) in g.ids.iter().enumerate() {
-                let j = ids
-                    .iter()
-                    .position(|t| t == id)
-                    .context("a token outside the toy vocabulary")?;
-                counts[k][j] += 1;
-            }
-        }
-        for k in 0..STEPS {
-            let x = chi_square(&counts[k], &exact[k]);
-            assert!(
-                x < CRITICAL,
-                "{mode:?} step {}: counts {:?} vs exact {:?} (chi2 {x:.1})",
-                k + 1,
-                counts[k],
-                exact[k]
-            );
-        }
-        if mode == SpeculativeMode::Lookup {
-            let c = engine.stats();
-            let (proposed, accepted) = (c.spec_draft_tokens, c.spec_accepted_tokens);
-            assert!(
-                proposed > 1000 && accepted > 100 && accepted < proposed,
-                "drafts were not exercised: {proposed} proposed, {accepted} accepted"
-            );
+    let model = Markov::new(tokenizer.vocab_size());
+    let exact: Vec<[f64; 4]> = (1..=STEPS).map(|k| model.exact(301, k)).collect();
+    let ids = model.ids;
+    let draft = mode
+        .uses_draft_model()
+        .then(|| DraftModel::new(Box::new(Markov::draft(tokenizer.vocab_size()))));
+    let engine =
+        Handle::start_with_draft(Box::new(model), tokenizer.clone(), options(mode), draft)?;
+    let mut counts = [[0usize; 4]; STEPS];
+    for seed in 0..RUNS {
+        let sampling = SamplingParams {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
+        // A prompt that repeats itself, so lookup always has something to propose.
+        let prompt = vec![300, 301, 302, 303, 300, 301];
+        let g = engine.generate_blocking(request(prompt, STEPS, sampling), |_| {})?;
+        assert_eq!(g.ids.len(), STEPS);
+        for (k, id) in g.ids.iter().enumerate() {
+            let j = ids
+                .iter()
+                .position(|t| t == id)
+                .context("a token outside the toy vocabulary")?;
+            counts[k][j] += 1;
         }
     }
+    for k in 0..STEPS {
+        let x = chi_square(&counts[k], &exact[k]);
+        assert!(
+            x < CRITICAL,
+            "{mode:?} step {}: counts {:?} vs exact {:?} (chi2 {x:.1})",
+            k + 1,
+            counts[k],
+            exact[k]
+        );
+    }
+    Ok(engine.stats())
+}
+
+#[test]
+fn sampling_distribution_unchanged_by_drafts() -> Result<()> {
+    let (_, tokenizer) = load(common::SMOLLM2)?;
+    let off = chi_square_run(&tokenizer, SpeculativeMode::Off)?;
+    assert_eq!(off.spec_draft_tokens + off.spec_model_draft_tokens, 0);
+    let c = chi_square_run(&tokenizer, SpeculativeMode::Lookup)?;
+    let (proposed, accepted) = (c.spec_draft_tokens, c.spec_accepted_tokens);
+    assert!(
+        proposed > 1000 && accepted > 100 && accepted < proposed,
+        "drafts were not exercised: {proposed} proposed, {accepted} accepted"
+    );
+    Ok(())
+}
+
+/// The general rejection rule (accept with min(1, p/q), else resample from
+/// norm(max(0, p - q))) with a draft model that samples from its own distribution q.
+#[test]
+fn sampling_distribution_unchanged_by_a_probabilistic_draft() -> Result<()> {
+    let (_, tokenizer) = load(common::SMOLLM2)?;
+    let c = chi_square_run(&tokenizer, SpeculativeMode::Draft)?;
+    let (proposed, accepted) = (c.spec_model_draft_tokens, c.spec_model_accepted_tokens);
+    assert!(
+        proposed > 1000 && accepted > 100 && accepted < proposed,
+        "model drafts were not exercised: {proposed} proposed, {accepted} accepted"
+    );
+    assert_eq!(c.spec_draft_tokens, 0, "draft mode must not use lookup");
+    Ok(())
+}
+
+/// Greedy output of the 1.5B with the 0.5B drafting is the 1.5B's own, token for token
+/// (short generations: CI has two cores).
+#[test]
+fn greedy_output_identical_with_a_draft_model_qwen() -> Result<()> {
+    let (plain_model, tokenizer) = load(common::QWEN15)?;
+    let (spec_model, _) = load(common::QWEN15)?;
+    let (draft_model, _) = load(common::QWEN05)?;
+    let plain = Handle::start(
+        plain_model,
+        tokenizer.clone(),
+        options(SpeculativeMode::Off),
+    )?;
+    let spec = Handle::start_with_draft(
+        spec_model,
+        tokenizer.clone(),
+        options(SpeculativeMode::Draft),
+        Some(DraftModel::new(draft_model)),
+    )?;
+    let all = prompts("qwen2.5-coder-0.5b-instruct", &tokenizer)?;
+    // The edit prompt, and the first reference prompt (free-form text).
+    let picked = [all.last(), all.first()];
+    for (name, ids) in picked.into_iter().flatten() {
+        let a =
+            plain.generate_blocking(request(ids.clone(), 40, SamplingParams::default()), |_| {})?;
+        let b =
+            spec.generate_blocking(request(ids.clone(), 40, SamplingParams::default()), |_| {})?;
+        assert_eq!(
+            a.ids, b.ids,
+            "{name}: the draft model changed the greedy output"
+        );
+        assert_eq!(a.text, b.text, "{name}");
+        assert_eq!(a.finish_reason, b.finish_reason, "{name}");
+    }
+    let c = spec.stats();
+    let (proposed, accepted) = (c.spec_model_draft_tokens, c.spec_model_accepted_tokens);
+    assert!(accepted > 0, "{proposed} proposed, {accepted} accepted");
+    // The same request again: the draft's KV was freed with the slot and rebuilt, while
+    // the model reuses its cached prefix; the output must not change.
+    let (name, ids) = all.last().context("no prompts")?;
+    let a = plain.generate_blocking(request(ids.clone(), 24, SamplingParams::default()), |_| {})?;
+    let b = spec.generate_blocking(request(ids.clone(), 24, SamplingParams::default()), |_| {})?;
+    assert_eq!(a.ids, b.ids, "{name} (prefix reuse)");
+    Ok(())
+}
+
+/// A draft whose tokenizer differs is refused at load, naming the difference: by the
+/// check itself and by `wick serve` (before it binds a port).
+#[test]
+fn draft_with_another_tokenizer_is_refused() -> Result<()> {
+    let qwen = Gguf::open(&common::test_model(common::QWEN15))?;
+    let smol = Gguf::open(&common::test_model(common::SMOLLM2))?;
+    let why = wick::tokenizer::compat::check_same_tokenizer(&qwen, &smol)
+        .expect_err("SmolLM2 must not draft for Qwen");
+    assert!(why.contains("vocabulary size"), "{why}");
+    let same = Gguf::open(&common::test_model(common::QWEN05))?;
+    wick::tokenizer::compat::check_same_tokenizer(&qwen, &same)
+        .map_err(|e| anyhow::anyhow!("Qwen 0.5B must be accepted as a draft for 1.5B: {e}"))?;
+    let out = std::process::Command::new(common::wick_bin())
+        .arg("serve")
+        .arg("--model")
+        .arg(common::test_model(common::QWEN15))
+        .arg("--draft-model")
+        .arg(common::test_model(common::SMOLLM2))
+        .args(["--port", "0"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started: {stderr}");
+    assert!(
+        stderr.contains("error:")
+            && stderr.contains("tokenizer differs")
+            && stderr.contains("vocabulary size"),
+        "{stderr}"
+    );
     Ok(())
 }

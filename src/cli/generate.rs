@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
             parallel: 1,
             max_queue: 1,
             ctx_size: ctx,
-            speculative: args.runtime.speculative,
+            speculative: args.runtime.speculative_mode(false),
             ..EngineOptions::default()
         },
     )?;

@@ -112,13 +112,25 @@ pub struct RuntimeArgs {
           value_parser = ["quantized", "f16"])]
     pub gpu_matmul: String,
     /// Speculative decoding: `lookup` drafts tokens from the prompt and the text so far
-    /// and verifies them in one batched pass (output identical to `off`); `off` decodes
-    /// one token per pass.
-    #[arg(long, env = "WICK_SPECULATIVE", default_value = "lookup", value_parser = parse_speculative)]
-    pub speculative: crate::engine::SpeculativeMode,
+    /// and verifies them in one batched pass (output identical to `off`); `draft` has the
+    /// `--draft-model` propose them; `lookup+draft` tries lookup first and the draft model
+    /// when lookup finds nothing; `off` decodes one token per pass. Default: `lookup`, or
+    /// `lookup+draft` when `--draft-model` is given.
+    #[arg(long, env = "WICK_SPECULATIVE", value_parser = parse_speculative)]
+    pub speculative: Option<crate::engine::SpeculativeMode>,
 }
 
 impl RuntimeArgs {
+    /// `--speculative`, defaulting by whether a draft model is given.
+    pub fn speculative_mode(&self, has_draft_model: bool) -> crate::engine::SpeculativeMode {
+        use crate::engine::SpeculativeMode;
+        self.speculative.unwrap_or(if has_draft_model {
+            SpeculativeMode::LookupDraft
+        } else {
+            SpeculativeMode::Lookup
+        })
+    }
+
     /// The model load options these flags ask for.
     pub fn load_options(&self) -> crate::model::LoadOptions {
         let gpu_matmul = match self.gpu_matmul.as_str() {

@@ -61,7 +61,7 @@ pub fn run(args: Args) -> crate::Result<()> {
             parallel: 1,
             max_queue: 1,
             ctx_size: args.runtime.ctx_size.unwrap_or(DEFAULT_CTX),
-            speculative: args.runtime.speculative,
+            speculative: args.runtime.speculative_mode(false),
             ..EngineOptions::default()
         },
     )?;

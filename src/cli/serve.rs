@@ -6,7 +6,8 @@
 use super::{ModelArgs, RuntimeArgs};
 use crate::api::Tool;
 use crate::engine::{
-    threads, EngineError, EngineOptions, EngineStats, EventReceiver, GenerationRequest, Handle,
+    threads, DraftModel, EngineError, EngineOptions, EngineStats, EventReceiver, GenerationRequest,
+    Handle, SpeculativeMode,
 };
 use crate::gguf::Gguf;
 use crate::models::ResolvedModel;
@@ -14,6 +15,7 @@ use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfi
 use crate::template::fim::FimStyle;
 use crate::template::normalize::map_content;
 use crate::template::ChatTemplate;
+use crate::tokenizer::compat::check_same_tokenizer;
 use crate::tokenizer::{Literals, Tokenizer};
 use crate::Error;
 use std::net::SocketAddr;
@@ -36,6 +38,11 @@ pub struct ServeArgs {
     /// Address to bind (loopback by default: exposing the server is an explicit choice).
     #[arg(long, env = "WICK_HOST", default_value = "127.0.0.1")]
     pub host: String,
+    /// A small model of the same tokenizer that drafts tokens for speculative decoding
+    /// (a models.toml id, a path or a hub reference, like the model). Refused at load when
+    /// its tokenizer differs from the model's.
+    #[arg(long, env = "WICK_DRAFT_MODEL")]
+    pub draft_model: Option<String>,
     /// Port to bind; 0 picks a free one (the address is printed on stderr).
     #[arg(long, env = "WICK_PORT", default_value_t = 8000)]
     pub port: u16,
@@ -125,6 +132,7 @@ pub fn run(args: Args) -> crate::Result<()> {
         }
     }
     let resolved = crate::models::resolve(&args.model.model, args.model.models_dir.as_deref())?;
+    resolve_draft(&args, &resolved)?;
     let state = AppState::loading(server_config(&args, &resolved));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -298,7 +306,17 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         stream_buffer = args.stream_buffer,
         "engine settings"
     );
-    let handle = Handle::start(
+    let speculative = speculative_settings(args)?;
+    let draft = match resolve_draft(args, model)? {
+        Some(d) => {
+            let mut gguf = Gguf::open(&d.path)?;
+            let m = crate::model::load_with(&mut gguf, &device, &args.runtime.load_options())?;
+            tracing::info!(draft = %d.path.display(), "draft model loaded");
+            Some(DraftModel::new(m))
+        }
+        None => None,
+    };
+    let handle = Handle::start_with_draft(
         loaded,
         tokenizer.clone(),
         EngineOptions {
@@ -309,8 +327,9 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
             prefill_chunk_decoding: args.prefill_chunk_decoding,
             cache_bytes: args.cache_ram.saturating_mul(1 << 20),
             event_buffer: args.stream_buffer,
-            speculative: args.runtime.speculative,
+            speculative,
         },
+        draft,
     )?;
     Ok(Arc::new(ModelBackend {
         handle,
@@ -320,6 +339,38 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         parser,
         parse_special_in_content: args.parse_special_in_content,
     }))
+}
+
+/// The `--speculative` mode, checked against `--draft-model`.
+fn speculative_settings(args: &ServeArgs) -> crate::Result<SpeculativeMode> {
+    let mode = args.runtime.speculative_mode(args.draft_model.is_some());
+    if mode.uses_draft_model() && args.draft_model.is_none() {
+        return Err(Error::Usage(
+            "--speculative draft and lookup+draft need --draft-model".into(),
+        ));
+    }
+    Ok(mode)
+}
+
+/// Resolves `--draft-model` (the same resolver as the model) when the mode uses it,
+/// refusing one whose tokenizer differs from the model's (a usage error naming the
+/// difference). Cheap: only the two files' metadata is read.
+fn resolve_draft(args: &ServeArgs, target: &ResolvedModel) -> crate::Result<Option<ResolvedModel>> {
+    let Some(reference) = args.draft_model.as_deref() else {
+        return Ok(None);
+    };
+    if !speculative_settings(args)?.uses_draft_model() {
+        return Ok(None);
+    }
+    let draft = crate::models::resolve(reference, args.model.models_dir.as_deref())?;
+    check_same_tokenizer(&Gguf::open(&target.path)?, &Gguf::open(&draft.path)?).map_err(|why| {
+        Error::Usage(format!(
+            "--draft-model {} cannot draft for {}: its tokenizer differs: {why}",
+            draft.path.display(),
+            target.path.display()
+        ))
+    })?;
+    Ok(Some(draft))
 }
 
 /// `--tool-parser`, else the models.toml entry's, else the one the template calls for,

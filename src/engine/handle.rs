@@ -4,6 +4,7 @@
 //! Input: `GenerationRequest`. Output: an `EventReceiver` (bounded, see `event_buffer`).
 //! Must not depend on axum, minijinja, api or parsers.
 
+use super::draft::DraftModel;
 use super::speculate::SpeculativeMode;
 use super::worker::{self, Job};
 use super::{EngineError, Event, EventReceiver, FinishReason, GenerationRequest, Usage};
@@ -80,6 +81,9 @@ pub struct EngineStats {
     /// Speculative draft tokens proposed (prompt lookup) and those the model confirmed.
     pub spec_draft_tokens: u64,
     pub spec_accepted_tokens: u64,
+    /// The same for drafts of the draft model (`--draft-model`).
+    pub spec_model_draft_tokens: u64,
+    pub spec_model_accepted_tokens: u64,
 }
 
 /// The atomics behind `EngineStats` (written by the worker, read at scrape time).
@@ -97,6 +101,8 @@ pub(crate) struct StatCounters {
     pub cancelled_slow_reader: AtomicU64,
     pub spec_draft_tokens: AtomicU64,
     pub spec_accepted_tokens: AtomicU64,
+    pub spec_model_draft_tokens: AtomicU64,
+    pub spec_model_accepted_tokens: AtomicU64,
 }
 
 impl StatCounters {
@@ -119,6 +125,8 @@ impl StatCounters {
             cancelled_slow_reader: r(&self.cancelled_slow_reader),
             spec_draft_tokens: r(&self.spec_draft_tokens),
             spec_accepted_tokens: r(&self.spec_accepted_tokens),
+            spec_model_draft_tokens: r(&self.spec_model_draft_tokens),
+            spec_model_accepted_tokens: r(&self.spec_model_accepted_tokens),
         }
     }
 }
@@ -202,6 +210,23 @@ impl Handle {
         tokenizer: Arc<Tokenizer>,
         opts: EngineOptions,
     ) -> Result<Handle, EngineError> {
+        Self::start_with_draft(model, tokenizer, opts, None)
+    }
+
+    /// `start` with a draft model for speculative decoding (`SpeculativeMode::Draft` and
+    /// `LookupDraft` need one; the other modes leave it unused).
+    pub fn start_with_draft(
+        model: Box<dyn Model>,
+        tokenizer: Arc<Tokenizer>,
+        opts: EngineOptions,
+        draft: Option<DraftModel>,
+    ) -> Result<Handle, EngineError> {
+        if opts.speculative.uses_draft_model() && draft.is_none() {
+            return Err(EngineError::Inference(
+                "speculative decoding with a draft model needs a draft model (--draft-model)"
+                    .into(),
+            ));
+        }
         let opts = EngineOptions {
             parallel: opts.parallel.max(1),
             prefill_chunk: opts.prefill_chunk.max(1),
@@ -221,7 +246,7 @@ impl Handle {
             active: AtomicUsize::new(0),
             stats: StatCounters::default(),
         });
-        let join = worker::spawn(model, tokenizer.clone(), shared.clone())?;
+        let join = worker::spawn(model, draft, tokenizer.clone(), shared.clone())?;
         Ok(Handle {
             inner: Arc::new(Inner {
                 shared,

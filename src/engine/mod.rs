@@ -5,7 +5,8 @@
 //!
 //! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the step loop:
 //! chunked prefill interleaved with decode), `slot.rs` (one active sequence),
-//! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `pacer.rs` (how
+//! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `lookup.rs` and
+//! `draft.rs` (speculative drafters), `speculate.rs` (verifying their drafts), `pacer.rs` (how
 //! much prompt a step may run beside decode), `sampler.rs`,
 //! `stop.rs` (stop ids, stop strings, length), `threads.rs` (CPU pools). Text comes from
 //! `tokenizer::detok`.
@@ -13,6 +14,7 @@
 
 use thiserror::Error;
 
+pub mod draft;
 mod handle;
 mod logprobs;
 mod lookup;
@@ -25,6 +27,7 @@ pub mod stop;
 pub mod threads;
 mod worker;
 
+pub use draft::DraftModel;
 pub use handle::{EngineOptions, EngineStats, Generation, Handle};
 pub use logprobs::{TokenLogprob, TopLogprob, MAX_TOP_LOGPROBS};
 pub use speculate::SpeculativeMode;

@@ -94,6 +94,8 @@ pub struct Sampler {
     counts: Vec<u32>,
     /// ... and the ids with a non-zero count, so a reset touches only those.
     seen: Vec<u32>,
+    /// The target distribution while checking a draft token (reused).
+    dist: Vec<(u32, f32)>,
 }
 
 impl Default for Sampler {
@@ -112,6 +114,7 @@ impl Sampler {
             cand: Vec::new(),
             counts: Vec::new(),
             seen: Vec::new(),
+            dist: Vec::new(),
         }
     }
 
@@ -177,6 +180,91 @@ impl Sampler {
         Some(Sampled { id, logprob })
     }
 
+    /// The distribution `sample` draws from without a constraint (penalties, temperature,
+    /// top-k, top-p, min-p applied), as `(id, probability)` pairs sorted by id and summing
+    /// to 1; greedy gives the argmax with probability 1. Empty when no token is possible.
+    pub fn distribution(&mut self, logits: &[f32], out: &mut Vec<(u32, f32)>) {
+        out.clear();
+        self.prepare(logits);
+        if self.greedy() {
+            out.extend(argmax(&self.work).map(|id| (id, 1.0)));
+            return;
+        }
+        let max = self.work.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            return;
+        }
+        self.collect_candidates(max);
+        self.apply_top_k();
+        self.apply_top_p(max);
+        let work = &self.work;
+        let total: f64 = self
+            .cand
+            .iter()
+            .map(|&i| (work[i as usize] - max).exp() as f64)
+            .sum();
+        out.extend(
+            self.cand
+                .iter()
+                .map(|&i| (i, ((work[i as usize] - max).exp() as f64 / total) as f32)),
+        );
+        out.sort_unstable_by_key(|&(id, _)| id);
+    }
+
+    /// One draw from `dist` (pairs as `distribution` gives them) with this sampler's
+    /// generator.
+    pub fn draw(&mut self, dist: &[(u32, f32)]) -> Option<u32> {
+        let total: f64 = dist.iter().map(|&(_, p)| p as f64).sum();
+        let mut u = self.rng.next_f64() * total;
+        for &(id, p) in dist {
+            u -= p as f64;
+            if u < 0.0 {
+                return Some(id);
+            }
+        }
+        dist.last().map(|&(id, _)| id)
+    }
+
+    /// Speculative rejection sampling against a probabilistic draft: the draft drew
+    /// `draft` from `q` (pairs sorted by id). With `p` the distribution `sample` draws
+    /// from, keeps `draft` with probability min(1, p/q), else draws from
+    /// norm(max(0, p - q)); the result is then distributed exactly as `p` (the standard
+    /// rule of Leviathan et al. and Chen et al., 2023). Constraints are not applied: the
+    /// worker uses `sample` for constrained requests.
+    pub fn sample_against_draft(
+        &mut self,
+        logits: &[f32],
+        draft: u32,
+        q: &[(u32, f32)],
+        want_logprob: bool,
+    ) -> Option<Sampled> {
+        let mut p = std::mem::take(&mut self.dist);
+        self.distribution(logits, &mut p);
+        let prob = |d: &[(u32, f32)], id: u32| {
+            d.binary_search_by_key(&id, |&(i, _)| i)
+                .map_or(0.0, |k| d[k].1 as f64)
+        };
+        let (px, qx) = (prob(&p, draft), prob(q, draft));
+        let id = if qx > 0.0 && self.rng.next_f64() * qx < px {
+            Some(draft)
+        } else {
+            let before = p.len();
+            for e in p.iter_mut() {
+                e.1 = (e.1 as f64 - prob(q, e.0)).max(0.0) as f32;
+            }
+            p.retain(|&(_, r)| r > 0.0);
+            if p.is_empty() && before > 0 {
+                // p and q agree to rounding: p itself is the residual.
+                self.distribution(logits, &mut p);
+            }
+            self.draw(&p)
+        };
+        self.dist = p;
+        let id = id?;
+        let logprob = want_logprob.then(|| log_softmax_at(logits, id as usize));
+        Some(Sampled { id, logprob })
+    }
+
     /// Copies the logits into `work`, applying penalties and temperature.
     fn prepare(&mut self, logits: &[f32]) {
         self.work.clear();
@@ -212,6 +300,11 @@ impl Sampler {
                 *l *= inv;
             }
         }
+    }
+
+    /// Whether this request decodes greedily (then every draw is the argmax).
+    pub fn is_greedy(&self) -> bool {
+        self.greedy()
     }
 
     fn greedy(&self) -> bool {

@@ -4,6 +4,7 @@
 //! Input: admitted requests. Output: none by itself (the worker drives it).
 //! Must not depend on the server or HTTP types.
 
+use super::draft::DraftState;
 use super::logprobs::Aligner;
 use super::sampler::Sampler;
 use super::speculate::Speculation;
@@ -51,6 +52,9 @@ pub(crate) struct Slot {
     pub input: Vec<u32>,
     /// Kept across requests for its buffers.
     pub sampler: Sampler,
+    /// The draft model's KV for this sequence (speculative decoding); freed with the
+    /// request.
+    pub draft: DraftState,
 }
 
 impl Slot {

@@ -10,8 +10,15 @@
 //! keep the draft iff the sample equals it" is the standard speculative rejection rule for
 //! a point-mass draft: the kept token is always a sample of p, so the output distribution
 //! is unchanged (tested statistically in `tests/speculative.rs`).
+//!
+//! A draft model's tokens are drawn from its own distribution q (kept with each pending
+//! token); for those the worker applies the general rule instead (accept with
+//! min(1, p/q), else resample from norm(max(0, p - q)), `Sampler::sample_against_draft`),
+//! which keeps more drafts than "sample and compare". Greedy requests and constrained
+//! ones use "sample and compare", which is exact for any draft.
 //! Must not depend on the server.
 
+use super::draft::DraftLength;
 use super::handle::StatCounters;
 use super::lookup::LookupDrafter;
 use candle_core::Tensor;
@@ -24,27 +31,56 @@ pub enum SpeculativeMode {
     /// Prompt lookup (n-gram) drafting.
     #[default]
     Lookup,
+    /// A draft model proposes every draft (`--draft-model`).
+    Draft,
+    /// Prompt lookup when it finds a match, else the draft model (the default with
+    /// `--draft-model`): a lookup draft costs nothing to make, a model draft a step of
+    /// the draft model per token.
+    LookupDraft,
 }
 
 impl SpeculativeMode {
-    pub const NAMES: &'static [&'static str] = &["off", "lookup"];
+    pub const NAMES: &'static [&'static str] = &["off", "lookup", "draft", "lookup+draft"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "off" => Some(SpeculativeMode::Off),
             "lookup" => Some(SpeculativeMode::Lookup),
+            "draft" => Some(SpeculativeMode::Draft),
+            "lookup+draft" => Some(SpeculativeMode::LookupDraft),
             _ => None,
         }
     }
+
+    pub fn uses_lookup(self) -> bool {
+        matches!(self, SpeculativeMode::Lookup | SpeculativeMode::LookupDraft)
+    }
+
+    pub fn uses_draft_model(self) -> bool {
+        matches!(self, SpeculativeMode::Draft | SpeculativeMode::LookupDraft)
+    }
+}
+
+/// Which drafter made the pending draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Method {
+    #[default]
+    Lookup,
+    Draft,
 }
 
 /// Where a sequence stands with its current draft.
 #[derive(Default)]
 pub(crate) struct Speculation {
     pub drafter: LookupDrafter,
+    pub draft_len: DraftLength,
+    method: Method,
     /// Draft tokens in the KV cache but not yet confirmed, each with the logits that
     /// follow it, oldest first.
     pending: VecDeque<(u32, Tensor)>,
+    /// For a sampled draft-model draft: the distribution each pending token was drawn
+    /// from, in the same order.
+    dists: VecDeque<Vec<(u32, f32)>>,
     proposed: usize,
     accepted: usize,
 }
@@ -63,9 +99,19 @@ pub(crate) enum Verdict {
 
 impl Speculation {
     /// Records a verified draft: `drafts[j]` is followed by `rows[j]`.
-    pub fn start(&mut self, drafts: &[u32], rows: Vec<Tensor>) {
+    /// `dists` is empty, or holds the distribution each draft token was drawn from.
+    pub fn start(
+        &mut self,
+        method: Method,
+        drafts: &[u32],
+        rows: Vec<Tensor>,
+        dists: Vec<Vec<(u32, f32)>>,
+    ) {
         debug_assert_eq!(drafts.len(), rows.len());
+        debug_assert!(dists.is_empty() || dists.len() == drafts.len());
+        self.method = method;
         self.pending = drafts.iter().copied().zip(rows).collect();
+        self.dists = dists.into();
         self.proposed = drafts.len();
         self.accepted = 0;
     }
@@ -83,6 +129,7 @@ impl Speculation {
         };
         if *draft == id {
             let (_, row) = self.pending.pop_front().expect("front exists");
+            self.dists.pop_front();
             *logits = Some(row);
             self.accepted += 1;
             if self.pending.is_empty() {
@@ -92,6 +139,13 @@ impl Speculation {
         }
         let discard = self.discard(counters);
         Verdict::Rejected { discard }
+    }
+
+    /// The next draft token and the distribution it was drawn from, when the draft was
+    /// sampled from a known distribution.
+    pub fn next_sampled_draft(&self) -> Option<(u32, &[(u32, f32)])> {
+        let (id, _) = self.pending.front()?;
+        Some((*id, self.dists.front()?.as_slice()))
     }
 
     /// Unconfirmed draft tokens now in the KV cache.
@@ -104,15 +158,28 @@ impl Speculation {
     pub fn discard(&mut self, counters: &StatCounters) -> usize {
         let n = self.pending.len();
         self.pending.clear();
+        self.dists.clear();
         self.close(counters);
         n
     }
 
     fn close(&mut self, counters: &StatCounters) {
         if self.proposed > 0 {
-            self.drafter.feedback(self.proposed, self.accepted);
-            StatCounters::add(&counters.spec_draft_tokens, self.proposed as u64);
-            StatCounters::add(&counters.spec_accepted_tokens, self.accepted as u64);
+            let (proposed, accepted) = match self.method {
+                Method::Lookup => {
+                    self.drafter.feedback(self.proposed, self.accepted);
+                    (&counters.spec_draft_tokens, &counters.spec_accepted_tokens)
+                }
+                Method::Draft => {
+                    self.draft_len.feedback(self.proposed, self.accepted);
+                    (
+                        &counters.spec_model_draft_tokens,
+                        &counters.spec_model_accepted_tokens,
+                    )
+                }
+            };
+            StatCounters::add(proposed, self.proposed as u64);
+            StatCounters::add(accepted, self.accepted as u64);
         }
         self.proposed = 0;
         self.accepted = 0;

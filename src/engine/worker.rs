@@ -10,13 +10,14 @@
 //! too far behind is cancelled, see `EngineOptions::event_buffer`) and never panics on bad
 //! input (a model error fails that request only).
 
+use super::draft::{DraftModel, Proposal};
 use super::handle::{Shared, StatCounters};
 use super::logprobs;
 use super::pacer::Pacer;
 use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
 use super::slot::{chunk_len, Sequence, Slot};
-use super::speculate::{Speculation, SpeculativeMode, Verdict};
+use super::speculate::{Method, Speculation, SpeculativeMode, Verdict};
 use super::stop::{length_limit, StopIds, StopStrings};
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
 use crate::model::{KvCache, Model};
@@ -39,6 +40,7 @@ pub(crate) struct Job {
 
 pub(crate) fn spawn(
     model: Box<dyn Model>,
+    draft: Option<DraftModel>,
     tokenizer: Arc<Tokenizer>,
     shared: Arc<Shared>,
 ) -> Result<JoinHandle<()>, EngineError> {
@@ -46,6 +48,7 @@ pub(crate) fn spawn(
     let slots = (0..shared.opts.parallel).map(|_| Slot::default()).collect();
     let mut w = Worker {
         model,
+        draft,
         tokenizer,
         prefix_cache: PrefixCache::new(shared.opts.cache_bytes),
         pacer: Pacer::default(),
@@ -58,6 +61,7 @@ pub(crate) fn spawn(
         order: Vec::new(),
         lens: Vec::new(),
         drafts: Vec::new(),
+        dists: Vec::new(),
         verify: Vec::new(),
     };
     std::thread::Builder::new()
@@ -68,6 +72,8 @@ pub(crate) fn spawn(
 
 struct Worker {
     model: Box<dyn Model>,
+    /// The draft model (`--draft-model`), when speculative decoding uses one.
+    draft: Option<DraftModel>,
     tokenizer: Arc<Tokenizer>,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
@@ -86,6 +92,8 @@ struct Worker {
     lens: Vec<usize>,
     /// Draft tokens proposed this step, and the tokens verified with them (reused).
     drafts: Vec<u32>,
+    /// The distributions a sampled model draft was drawn from (one per draft token).
+    dists: Vec<Vec<(u32, f32)>>,
     verify: Vec<u32>,
 }
 
@@ -224,6 +232,8 @@ impl Worker {
         slot.tokens.clear();
         slot.tokens.extend_from_slice(&req.prompt_ids[..reuse]);
         slot.cache = Some(cache);
+        slot.draft.clear();
+        slot.draft.reset(&req.sampling, self.shared.opts.ctx_size);
         slot.sampler.reset(req.sampling);
         slot.seq = Some(Sequence {
             tx,
@@ -372,7 +382,8 @@ impl Worker {
     /// in one verification pass whose rows equal one-token steps bit for bit. Returns
     /// false when there is no draft (the caller then runs the usual step).
     fn run_speculative(&mut self) -> bool {
-        if self.shared.opts.speculative == SpeculativeMode::Off {
+        let mode = self.shared.opts.speculative;
+        if mode == SpeculativeMode::Off {
             return false;
         }
         let Some(i) = self.slots.iter().position(|s| s.input.len() == 1) else {
@@ -389,9 +400,36 @@ impl Worker {
             .saturating_sub(seq.usage.completion_tokens)
             .min(ctx.saturating_sub(slot.tokens.len() + 1));
         slot.tokens.push(slot.input[0]);
-        seq.spec
-            .drafter
-            .propose(&slot.tokens, room, &mut self.drafts);
+        self.drafts.clear();
+        self.dists.clear();
+        let mut method = Method::Lookup;
+        if mode.uses_lookup() {
+            seq.spec
+                .drafter
+                .propose(&slot.tokens, room, &mut self.drafts);
+        }
+        if self.drafts.is_empty() && mode.uses_draft_model() {
+            if let Some(draft) = self.draft.as_ref() {
+                method = Method::Draft;
+                let want = seq.spec.draft_len.get().min(room);
+                let greedy = slot.sampler.is_greedy() || seq.constraint.is_some();
+                let state = &mut slot.draft;
+                let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
+                let proposed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    state.propose(draft, tokens, want, greedy, drafts, dists)
+                }));
+                match proposed {
+                    Ok(Ok(Proposal::Drafted)) => {}
+                    // Catching up, or the draft model failed: this step goes without a
+                    // draft (and a failed draft cache starts over).
+                    Ok(Ok(Proposal::NotReady)) => self.drafts.clear(),
+                    Ok(Err(_)) | Err(_) => {
+                        slot.draft.clear();
+                        self.drafts.clear();
+                    }
+                }
+            }
+        }
         slot.tokens.pop();
         if self.drafts.is_empty() {
             return false;
@@ -420,7 +458,8 @@ impl Worker {
                 slot.input.clear();
                 let after = rows.split_off(1);
                 seq.logits = rows.pop();
-                seq.spec.start(&self.drafts, after);
+                let dists = std::mem::take(&mut self.dists);
+                seq.spec.start(method, &self.drafts, after, dists);
             }
             Err(e) => self.fail(i, e),
         }
@@ -509,8 +548,14 @@ impl Worker {
         let sampler: &mut Sampler = &mut slot.sampler;
         let top_k = seq.logprobs;
         let constraint = seq.constraint.as_deref_mut();
+        // A token the draft model sampled is checked by rejection sampling against the
+        // distribution it came from (constrained requests draft greedily instead).
+        let sampled_draft = seq.spec.next_sampled_draft();
         let sampled = with_logits(&logits, logits_buf, |l| {
-            let s = sampler.sample(l, false, constraint, tokenizer.as_ref())?;
+            let s = match (sampled_draft, constraint) {
+                (Some((draft, q)), None) => sampler.sample_against_draft(l, draft, q, false),
+                (_, constraint) => sampler.sample(l, false, constraint, tokenizer.as_ref()),
+            }?;
             let lp = top_k.map(|k| logprobs::compute(l, s.id, k, tokenizer.as_ref()));
             Some((s.id, lp))
         });
@@ -628,6 +673,7 @@ impl Worker {
             return;
         };
         slot.input.clear();
+        slot.draft.clear();
         if let Some(cache) = slot.cache.take() {
             self.prefix_cache
                 .insert(std::mem::take(&mut slot.tokens), cache);
@@ -664,6 +710,7 @@ impl Worker {
         slot.cache = None;
         slot.tokens.clear();
         slot.input.clear();
+        slot.draft.clear();
         if let Some(mut seq) = slot.seq.take() {
             seq.spec.discard(&self.shared.stats);
             self.release();

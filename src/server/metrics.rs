@@ -75,11 +75,14 @@ pub struct EngineFigures {
     pub cancelled_slow_reader: u64,
     pub spec_draft_tokens: u64,
     pub spec_accepted_tokens: u64,
+    /// The same for the draft model's drafts (`--draft-model`).
+    pub spec_model_draft_tokens: u64,
+    pub spec_model_accepted_tokens: u64,
 }
 
 impl EngineFigures {
     fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, u64); 10] = [
+        let rows: [(&str, &str, &str, u64); 8] = [
             ("wick_prefix_cache_lookups_total", "counter", "Admitted requests that looked for a cached prompt prefix.", self.prefix_lookups),
             ("wick_prefix_cache_hits_total", "counter", "Admitted requests that reused a cached prompt prefix.", self.prefix_hits),
             ("wick_prefix_cache_tokens_reused_total", "counter", "Prompt tokens whose KV came from the prefix cache instead of a prefill.", self.prefix_tokens_reused),
@@ -88,13 +91,22 @@ impl EngineFigures {
             ("wick_engine_cancelled_queued_total", "counter", "Queued requests dropped because their client left before a slot was free.", self.cancelled_queued),
             ("wick_engine_cancelled_prefill_total", "counter", "Requests cancelled during their prefill because their client left.", self.cancelled_prefill),
             ("wick_engine_cancelled_slow_reader_total", "counter", "Streams cancelled because the client read nothing while --stream-buffer events waited.", self.cancelled_slow_reader),
-            ("wick_speculative_draft_tokens_total", "counter", "Draft tokens proposed by prompt lookup for verification (--speculative lookup).", self.spec_draft_tokens),
-            ("wick_speculative_accepted_tokens_total", "counter", "Draft tokens the model confirmed (each saved one forward pass).", self.spec_accepted_tokens),
         ];
         for (name, kind, help, v) in rows {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        // Speculative decoding, one series per drafting method (`--speculative`).
+        let spec = [
+            ("wick_speculative_draft_tokens_total", "Draft tokens proposed for verification, by drafting method (lookup: prompt lookup; draft: --draft-model).", [self.spec_draft_tokens, self.spec_model_draft_tokens]),
+            ("wick_speculative_accepted_tokens_total", "Draft tokens the model confirmed (each saved one forward pass), by drafting method.", [self.spec_accepted_tokens, self.spec_model_accepted_tokens]),
+        ];
+        for (name, help, [lookup, draft]) in spec {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{method=\"lookup\"}} {lookup}\n{name}{{method=\"draft\"}} {draft}"
             );
         }
     }
@@ -349,7 +361,8 @@ mod tests {
             "wick_queue_depth 3",
             "wick_prefix_cache_hits_total 2",
             "wick_prefix_cache_tokens_reused_total 700",
-            "wick_speculative_accepted_tokens_total 7",
+            "wick_speculative_accepted_tokens_total{method=\"lookup\"} 7",
+            "wick_speculative_draft_tokens_total{method=\"draft\"} 0",
             "# TYPE wick_prefix_cache_bytes gauge",
             "wick_prompt_tokens_total 10",
             "wick_tokens_generated_total 5",

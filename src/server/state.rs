@@ -155,5 +155,7 @@ fn engine_figures(s: crate::engine::EngineStats) -> crate::server::metrics::Engi
         cancelled_slow_reader: s.cancelled_slow_reader,
         spec_draft_tokens: s.spec_draft_tokens,
         spec_accepted_tokens: s.spec_accepted_tokens,
+        spec_model_draft_tokens: s.spec_model_draft_tokens,
+        spec_model_accepted_tokens: s.spec_model_accepted_tokens,
     }
 }

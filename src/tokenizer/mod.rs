@@ -11,6 +11,7 @@
 //! tokens are special, and which end generation, follows llama.cpp's re-typing (`vocab`).
 //! (SentencePiece scores are read through candle's GGUF metadata `Value`; no tensors.)
 
+pub mod compat;
 pub mod detok;
 pub mod literal;
 mod pieces;
