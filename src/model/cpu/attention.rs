@@ -8,10 +8,12 @@
 //! Input and output as `ggml_ops::attend`. Decode (one query), head sizes that are not a
 //! multiple of 16 and CPUs without AVX2/FMA/F16C stay on `ggml_ops::attend`.
 
+#[cfg(target_arch = "x86_64")]
 use super::pool;
 use crate::model::ggml_ops::{self, AttnShape};
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
 /// Queries of one head per work item: enough to amortize a thread's K/V reads, few enough
 /// that the causal triangle still splits evenly over the threads.
 const QUERY_BLOCK: usize = 16;
@@ -35,12 +37,15 @@ pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: 
 }
 
 /// An output buffer written by several threads at disjoint rows.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 // SAFETY: every work item writes only its own (query, head) rows of the output, which
 // outlives the parallel section.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for SharedOut {}
 // SAFETY: as for `Sync`: the pointer is only written at rows its work item owns.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Send for SharedOut {}
 
 thread_local! {
