@@ -96,7 +96,7 @@ fn main() {
                     max_tokens: tokens,
                     stop_strings: Vec::new(),
                     stop_ids: Vec::new(),
-                    logprobs: false,
+                    logprobs: None,
                     constraint: None,
                 };
                 let g = e.generate_blocking(req, |_| {}).expect("generate");

@@ -17,11 +17,13 @@ use act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
 /// The kernel table types of src/model/cpu/mod.rs, which neon.rs fills in.
 type Dot<A> = unsafe fn(&[u8], &[A]) -> f32;
 type Dot4<A> = unsafe fn(&[u8], [&[A]; 4]) -> [f32; 4];
+type Dot8<A> = unsafe fn(&[u8], &[A], usize) -> [f32; 8];
 
 #[derive(Clone, Copy)]
 struct Kernels<A> {
     one: Dot<A>,
     four: Option<Dot4<A>>,
+    eight: Option<Dot8<A>>,
 }
 
 #[derive(Clone, Copy)]

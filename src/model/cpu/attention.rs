@@ -8,18 +8,22 @@
 //! Input and output as `ggml_ops::attend`. Decode (one query), head sizes that are not a
 //! multiple of 16 and CPUs without AVX2/FMA/F16C stay on `ggml_ops::attend`.
 
+#[cfg(target_arch = "x86_64")]
 use super::pool;
 use crate::model::ggml_ops::{self, AttnShape};
 use std::cell::RefCell;
 
 /// Keys per block of the scores' lane pass: the block's 16 lane partials of two queries
 /// (32 KiB) stay in L1 while they are reduced.
+#[cfg(target_arch = "x86_64")]
 const KEY_BLOCK: usize = 256;
 
 /// Per-thread scratch beyond the two score rows: two queries' lane partials of one key
 /// block, and the 16 lane sums of one output row (head sizes up to 256).
+#[cfg(target_arch = "x86_64")]
 const SCRATCH: usize = 2 * 16 * KEY_BLOCK + 16 * 256;
 
+#[cfg(target_arch = "x86_64")]
 /// Queries of one head per work item: enough to amortize a thread's K/V reads, few enough
 /// that the causal triangle still splits evenly over the threads.
 const QUERY_BLOCK: usize = 16;
@@ -44,12 +48,15 @@ pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: 
 }
 
 /// An output buffer written by several threads at disjoint rows.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 // SAFETY: every work item writes only its own (query, head) rows of the output, which
 // outlives the parallel section.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for SharedOut {}
 // SAFETY: as for `Sync`: the pointer is only written at rows its work item owns.
+#[cfg(target_arch = "x86_64")]
 unsafe impl Send for SharedOut {}
 
 thread_local! {

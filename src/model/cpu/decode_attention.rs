@@ -17,6 +17,7 @@ use std::cell::RefCell;
 
 /// The largest head size handled here (eight-float vectors per query row kept in
 /// registers or on the stack).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const MAX_VECS: usize = 32;
 
 /// Whether this CPU and head size can take `attend`.

@@ -31,7 +31,11 @@ pub(super) fn kernel(dtype: GgmlDType) -> Option<Kernel> {
 
 fn for_dtype<const SDOT: bool>(dtype: GgmlDType) -> Option<Kernel> {
     fn one<A>(one: super::Dot<A>) -> Kernels<A> {
-        Kernels { one, four: None }
+        Kernels {
+            one,
+            four: None,
+            eight: None,
+        }
     }
     // Each kernel is compiled twice: with the `dotprod` feature (sdot) and without.
     macro_rules! pick {
