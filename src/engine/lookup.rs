@@ -22,8 +22,12 @@ const MAX_DRAFT: usize = 14;
 const MAX_SEARCH: usize = 16_384;
 /// Acceptance below this fraction of proposed tokens (over the recent window) pauses
 /// drafting; the pause doubles up to `MAX_PAUSE` steps while it keeps not paying.
-const MIN_ACCEPT_RATE: f32 = 0.2;
-const WINDOW: usize = 32;
+/// Measured (0.5B, 2 threads): a verification of ~4 rows costs ~2.2 one-token steps, so
+/// drafts pay only from ~40% acceptance; at 0.2 a counting prompt (23% accepted) decoded
+/// at 20 tok/s against 28.6 without drafting. The window is short so a request that does
+/// not pay stops drafting within a few steps.
+const MIN_ACCEPT_RATE: f32 = 0.5;
+const WINDOW: usize = 16;
 const MAX_PAUSE: usize = 256;
 
 #[derive(Debug, Clone)]
