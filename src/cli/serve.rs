@@ -14,7 +14,7 @@ use crate::models::ResolvedModel;
 use crate::server::{self, AppState, Backend, CallParser, ParseEvent, ServerConfig};
 use crate::template::fim::FimStyle;
 use crate::template::normalize::map_content;
-use crate::template::ChatTemplate;
+use crate::template::{ChatTemplate, TemplateError};
 use crate::tokenizer::compat::check_same_tokenizer;
 use crate::tokenizer::{Literals, Tokenizer};
 use crate::Error;
@@ -270,13 +270,30 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
     threads::configure(args.runtime.threads);
     let mut gguf = Gguf::open(&model.path)?;
     let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-    let template = ChatTemplate::for_model(
+    // A base model without a chat template (StarCoder2, Gemma 3 base, ...) still serves
+    // completions and FIM; chat requests to it get a 400 that says what is missing.
+    let template = match ChatTemplate::for_model(
         &gguf,
         args.model.chat_template.as_deref(),
         model.chat_template_override(),
-    )?;
+    ) {
+        Ok(t) => Some(t),
+        Err(TemplateError::Missing) => {
+            tracing::warn!(
+                "the model has no chat template: chat endpoints answer 400, completions work \
+                 (pass --chat-template FILE to chat)"
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let specials: Vec<&str> = tokenizer.special_tokens().iter().map(|(_, t)| *t).collect();
-    let parser = pick_parser(args, model, template.source(), &specials)?;
+    let parser = pick_parser(
+        args,
+        model,
+        template.as_ref().map_or("", |t| t.source()),
+        &specials,
+    )?;
     let fim = FimStyle::detect(&specials).map(|style| {
         let stop_ids = style
             .stop_tokens()
@@ -294,6 +311,10 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
         .ctx_size
         .or(model.entry.as_ref().and_then(|e| e.ctx_size))
         .unwrap_or(DEFAULT_CTX.min(train_ctx));
+    // A context the model cannot hold is refused at start, not by every request.
+    loaded
+        .new_cache(ctx)
+        .map_err(|e| Error::Usage(format!("--ctx-size {ctx}: {e}")))?;
     tracing::info!(
         ctx,
         parser = parser.name,
@@ -411,11 +432,18 @@ fn device_from_str(s: &str) -> crate::Result<candle_core::Device> {
 struct ModelBackend {
     handle: Handle,
     tokenizer: Arc<Tokenizer>,
-    template: ChatTemplate,
+    /// `None` for a model without a chat template (completions only).
+    template: Option<ChatTemplate>,
     fim: Option<(FimStyle, Vec<u32>)>,
     parser: &'static ParserSpec,
     /// `--parse-special-in-content`: the old, forgeable tokenization of message content.
     parse_special_in_content: bool,
+}
+
+impl ModelBackend {
+    fn template(&self) -> Result<&ChatTemplate, TemplateError> {
+        self.template.as_ref().ok_or(TemplateError::Missing)
+    }
 }
 
 impl Backend for ModelBackend {
@@ -424,7 +452,7 @@ impl Backend for ModelBackend {
     }
 
     fn render_chat(&self, request: &serde_json::Value) -> crate::Result<String> {
-        Ok(self.template.render(request)?)
+        Ok(self.template()?.render(request)?)
     }
 
     fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
@@ -448,7 +476,7 @@ impl Backend for ModelBackend {
         let protected = map_content(request, |text| {
             self.tokenizer.protect_specials(text, &mut literals)
         });
-        let rendered = self.template.render(&protected)?;
+        let rendered = self.template()?.render(&protected)?;
         let ids =
             self.tokenizer
                 .encode_with_literals(&format!("{rendered}{suffix}"), true, &literals)?;
