@@ -411,11 +411,11 @@ pub(super) mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// f16-representable pseudo-random values in [-r, r].
-    fn values(n: usize, seed: u32, r: f32) -> Vec<f32> {
+    /// f16-representable pseudo-random values in [-r, r] (the decode kernel's tests too).
+    pub(in crate::model::cpu) fn values(n: usize, seed: u32, r: f32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(3);
         (0..n)
             .map(|_| {

@@ -230,21 +230,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cpu::attention::tests::values;
     use crate::model::ggml_ops;
-
-    /// f16-representable pseudo-random values in [-r, r].
-    fn values(n: usize, seed: u32, r: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(3);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                let v = ((s % 20001) as f32 / 10000.0 - 1.0) * r;
-                half::f16::from_f32(v).to_f32()
-            })
-            .collect()
-    }
 
     /// The cache layout (`[kv, stride, hd]`, f16) from the reference's K transposed
     /// `[kv, hd, total]` and V `[kv, total, hd]`.
