@@ -159,7 +159,9 @@ const DENSE_MIN_ROWS: usize = 16;
 
 /// `y = x W^T (+ b)` with a quantized `W`.
 pub(crate) struct QLinear {
-    w: QMatMul,
+    /// The loaded weight; `None` once `cpu` holds its own repacked copy (memory is not
+    /// doubled), which happens only on the CPU, where `cpu` serves every call.
+    w: Option<QMatMul>,
     /// The weight was stored as F16: ggml rounds the input to f16 for its dot products
     /// (`vec_dot_type`), and candle's dense path would not.
     f16_input: bool,
@@ -174,6 +176,10 @@ impl QLinear {
         let cpu = match &w {
             QMatMul::QTensor(q) if options.cpu_kernels => CpuQMatMul::new(q.clone()),
             _ => None,
+        };
+        let w = match &cpu {
+            Some(c) if c.owns_weight() => None,
+            _ => Some(w),
         };
         QLinear {
             w,
@@ -239,7 +245,7 @@ impl QLinear {
             // Prefill: candle's quantized matmul redoes a full vec_dot per (token, row) and
             // reuses nothing across tokens; for a batch, dequantizing the weight once and
             // running a dense f32 GEMM is several times faster (see DENSE_MIN_ROWS).
-            (_, QMatMul::QTensor(q)) if x.rank() == 2 && x.dim(0)? >= DENSE_MIN_ROWS => {
+            (_, Some(QMatMul::QTensor(q))) if x.rank() == 2 && x.dim(0)? >= DENSE_MIN_ROWS => {
                 match activation_dtype(q.dtype()) {
                     Some(dt) if x.dim(1)? % dt.block_size() == 0 => {
                         // The quantized path (like llama.cpp) rounds the activations to the
@@ -249,10 +255,10 @@ impl QLinear {
                         let xq = QTensor::quantize(&x.contiguous()?, dt)?.dequantize(x.device())?;
                         xq.matmul(&q.dequantize(x.device())?.t()?)?
                     }
-                    _ => self.w.forward(x)?,
+                    _ => self.loaded()?.forward(x)?,
                 }
             }
-            (_, w) => w.forward(x)?,
+            (None, _) => self.loaded()?.forward(x)?,
         };
         self.add_bias(y)
     }
@@ -263,9 +269,18 @@ impl QLinear {
     fn forward_gpu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
         Ok(match self.gpu_matmul {
-            GpuMatmul::DequantizeF16 if rows > GPU_VEC_MAX_ROWS => self.w.forward_via_f16(x)?,
-            _ => self.w.forward(x)?,
+            GpuMatmul::DequantizeF16 if rows > GPU_VEC_MAX_ROWS => {
+                self.loaded()?.forward_via_f16(x)?
+            }
+            _ => self.loaded()?.forward(x)?,
         })
+    }
+
+    /// The loaded weight, present whenever our CPU kernel does not serve the call.
+    fn loaded(&self) -> Result<&QMatMul, ModelError> {
+        self.w
+            .as_ref()
+            .ok_or_else(|| ModelError::Candle("weight repacked for the CPU kernels only".into()))
     }
 }
 

@@ -17,6 +17,7 @@ mod dot;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod pool;
+mod q4k_x8;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -44,6 +45,8 @@ enum Kernel {
     Q8_0(Kernels<BlockQ8_0>),
     Q8_1(Kernels<BlockQ8_1>),
     Q8K(Kernels<BlockQ8K>),
+    /// Q4_K repacked eight rows at a time (`q4k_x8`), AVX2.
+    Q4KX8,
 }
 
 impl Kernel {
@@ -103,15 +106,29 @@ impl Kernel {
     fn block_len(self) -> usize {
         match self {
             Kernel::Q8_0(_) | Kernel::Q8_1(_) => QK8_0,
-            Kernel::Q8K(_) => QK_K,
+            Kernel::Q8K(_) | Kernel::Q4KX8 => QK_K,
+        }
+    }
+
+    /// Output rows one unit of work covers: a repacked group is computed whole.
+    fn unit_rows(self) -> usize {
+        match self {
+            Kernel::Q4KX8 => q4k_x8::ROWS,
+            _ => 1,
         }
     }
 }
 
+/// The weight bytes the kernels read: the GGUF blocks as loaded, or our repacked copy
+/// (then the loaded tensor is dropped, so memory does not double).
+enum Weights {
+    Blocks(Arc<QTensor>),
+    Repacked(Vec<u8>),
+}
+
 /// A quantized weight `[n, k]` with a kernel of ours.
 pub(crate) struct CpuQMatMul {
-    /// Owns the block bytes the kernels read.
-    weight: Arc<QTensor>,
+    weight: Weights,
     kernel: Kernel,
     n: usize,
     k: usize,
@@ -163,16 +180,30 @@ impl CpuQMatMul {
         let &[n, k] = weight.shape().dims() else {
             return None;
         };
-        let kernel = Kernel::for_dtype(weight.dtype())?;
+        let mut kernel = Kernel::for_dtype(weight.dtype())?;
         if k % kernel.block_len() != 0 || k % weight.dtype().block_size() != 0 {
             return None;
         }
+        let mut weights = Weights::Blocks(weight);
+        #[cfg(target_arch = "x86_64")]
+        if let (Weights::Blocks(w), Kernel::Q8K(_)) = (&weights, kernel) {
+            if w.dtype() == GgmlDType::Q4K && n % q4k_x8::ROWS == 0 {
+                weights = Weights::Repacked(q4k_x8::repack(&w.data().ok()?, n, k));
+                kernel = Kernel::Q4KX8;
+            }
+        }
         Some(CpuQMatMul {
-            weight,
+            weight: weights,
             kernel,
             n,
             k,
         })
+    }
+
+    /// Whether the kernels read their own copy of the weight: the caller may drop the
+    /// loaded tensor.
+    pub fn owns_weight(&self) -> bool {
+        matches!(self.weight, Weights::Repacked(_))
     }
 
     /// `x` is `[.., k]` (any float dtype); returns `[.., n]` f32.
@@ -203,7 +234,10 @@ impl CpuQMatMul {
             let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..t * k];
             let bytes = mats
                 .iter()
-                .map(|m| m.weight.data())
+                .map(|m| match &m.weight {
+                    Weights::Blocks(q) => q.data(),
+                    Weights::Repacked(v) => Ok(std::borrow::Cow::Borrowed(v.as_slice())),
+                })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let jobs: Vec<Job> = mats
                 .iter()
@@ -230,7 +264,7 @@ impl CpuQMatMul {
                 } else {
                     0
                 };
-                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_))) {
+                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_) | Kernel::Q4KX8)) {
                     quantize_rows(xs, &mut s.q8k, QK_K, act::quantize_q8_k)
                 } else {
                     0
@@ -254,25 +288,75 @@ impl CpuQMatMul {
     }
 }
 
-/// Splits the rows of all jobs over the thread pool as one index space.
+/// Splits the work units (rows, or repacked row groups) of all jobs over the thread pool
+/// as one index space.
 fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
-    let total: usize = jobs.iter().map(|j| j.n).sum();
+    let units = |j: &Job| j.n / j.kernel.unit_rows();
+    let total: usize = jobs.iter().map(units).sum();
     let body = |range: std::ops::Range<usize>| {
         let (mut start, mut base) = (range.start, 0);
         for job in jobs {
-            let (lo, hi) = (start.max(base), range.end.min(base + job.n));
+            let (lo, hi) = (start.max(base), range.end.min(base + units(job)));
             if lo < hi {
+                let r = lo - base..hi - base;
                 match job.kernel {
-                    Kernel::Q8_0(k) => rows(job, k, acts.q8_0, lo - base..hi - base, t),
-                    Kernel::Q8_1(k) => rows(job, k, acts.q8_1, lo - base..hi - base, t),
-                    Kernel::Q8K(k) => rows(job, k, acts.q8k, lo - base..hi - base, t),
+                    Kernel::Q8_0(k) => rows(job, k, acts.q8_0, r, t),
+                    Kernel::Q8_1(k) => rows(job, k, acts.q8_1, r, t),
+                    Kernel::Q8K(k) => rows(job, k, acts.q8k, r, t),
+                    Kernel::Q4KX8 => groups_q4k(job, acts.q8k, r, t),
                 }
                 start = hi;
             }
-            base += job.n;
+            base += units(job);
         }
     };
     pool::pool().run(total, &body);
+}
+
+/// Repacked Q4_K row groups `range` against all `t` activation rows: tokens in chunks
+/// that fit in L2 as in `rows`, four at a time, then one at a time.
+fn groups_q4k(job: &Job, acts: &[BlockQ8K], range: std::ops::Range<usize>, t: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use q4k_x8::{avx2::tile, BLOCK_BYTES, ROWS};
+        let nb = job.per_row;
+        let group_bytes = nb * BLOCK_BYTES;
+        let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<BlockQ8K>())).max(4) / 4 * 4;
+        // SAFETY (writes): the group's rows belong to this thread only and
+        // `(i + 1) * n <= t * n`; each write is one row's eight consecutive outputs.
+        let put = |i: usize, g: usize, v: &[f32; ROWS]| unsafe {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), job.out.0.add(i * job.n + g * ROWS), ROWS)
+        };
+        let mut t0 = 0;
+        while t0 < t {
+            let t1 = (t0 + chunk).min(t);
+            for g in range.clone() {
+                let w = &job.w[g * group_bytes..(g + 1) * group_bytes];
+                let mut i = t0;
+                while i + 4 <= t1 {
+                    // SAFETY: the kernel was chosen on a CPU with AVX2/FMA/F16C; `w` holds
+                    // `nb` blocks and `acts` four rows of `nb` from `i`.
+                    let v = unsafe { tile::<4>(w, nb, &acts[i * nb..], nb) };
+                    for (j, v) in v.iter().enumerate() {
+                        put(i + j, g, v);
+                    }
+                    i += 4;
+                }
+                while i < t1 {
+                    // SAFETY: as above, one row.
+                    let v = unsafe { tile::<1>(w, nb, &acts[i * nb..], nb) };
+                    put(i, g, &v[0]);
+                    i += 1;
+                }
+            }
+            t0 = t1;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (job, acts, range, t);
+        unreachable!("Q4_K is repacked only on x86-64")
+    }
 }
 
 /// Bytes of activations one pass over a thread's weight rows works on: they stay in L2
@@ -369,6 +453,7 @@ mod tests {
             GgmlDType::Q5_0,
             GgmlDType::Q8_0,
             GgmlDType::Q6K,
+            GgmlDType::Q4K,
         ] {
             let w = Arc::new(QTensor::quantize(&tensor(40, 512, 1), dt).unwrap());
             let w2 = Arc::new(QTensor::quantize(&tensor(24, 512, 2), dt).unwrap());
