@@ -191,7 +191,7 @@ pub(crate) mod avx2 {
     /// Sums of 4 adjacent products of unsigned `u` and signed `s` bytes, as 8 i32.
     // SAFETY (callers): the CPU has AVX2 (AVX-512 VNNI when built for it); registers only.
     #[inline(always)]
-    unsafe fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
+    pub(crate) unsafe fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
         #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
         {
             _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)

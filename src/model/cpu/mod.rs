@@ -18,6 +18,7 @@ mod dot;
 mod neon;
 mod pool;
 mod q4k_x8;
+mod q8_x8;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -45,8 +46,22 @@ enum Kernel {
     Q8_0(Kernels<BlockQ8_0>),
     Q8_1(Kernels<BlockQ8_1>),
     Q8K(Kernels<BlockQ8K>),
-    /// Q4_K repacked eight rows at a time (`q4k_x8`), AVX2.
-    Q4KX8,
+    /// Weights repacked eight rows at a time (`q8_x8`, `q4k_x8`).
+    Q8_0x8(Tiles<BlockQ8_0>),
+    Q8Kx8(Tiles<BlockQ8K>),
+}
+
+/// A kernel over `nb` blocks of one repacked group of eight rows and `T` activation rows
+/// `stride` blocks apart: `out[t][r]`.
+type Tile<A, const T: usize> = unsafe fn(&[u8], usize, &[A], usize) -> [[f32; 8]; T];
+
+/// The kernels of a repacked format: one and four tokens at a time.
+#[derive(Clone, Copy)]
+struct Tiles<A> {
+    one: Tile<A, 1>,
+    four: Tile<A, 4>,
+    /// Bytes of one repacked block of eight rows.
+    block_bytes: usize,
 }
 
 impl Kernel {
@@ -105,15 +120,15 @@ impl Kernel {
 
     fn block_len(self) -> usize {
         match self {
-            Kernel::Q8_0(_) | Kernel::Q8_1(_) => QK8_0,
-            Kernel::Q8K(_) | Kernel::Q4KX8 => QK_K,
+            Kernel::Q8_0(_) | Kernel::Q8_1(_) | Kernel::Q8_0x8(_) => QK8_0,
+            Kernel::Q8K(_) | Kernel::Q8Kx8(_) => QK_K,
         }
     }
 
     /// Output rows one unit of work covers: a repacked group is computed whole.
     fn unit_rows(self) -> usize {
         match self {
-            Kernel::Q4KX8 => q4k_x8::ROWS,
+            Kernel::Q8_0x8(_) | Kernel::Q8Kx8(_) => 8,
             _ => 1,
         }
     }
@@ -185,11 +200,9 @@ impl CpuQMatMul {
             return None;
         }
         let mut weights = Weights::Blocks(weight);
-        #[cfg(target_arch = "x86_64")]
-        if let (Weights::Blocks(w), Kernel::Q8K(_)) = (&weights, kernel) {
-            if w.dtype() == GgmlDType::Q4K && n % q4k_x8::ROWS == 0 {
-                weights = Weights::Repacked(q4k_x8::repack(&w.data().ok()?, n, k));
-                kernel = Kernel::Q4KX8;
+        if let Weights::Blocks(w) = &weights {
+            if let Some((k8, bytes)) = repacked(w, n, k) {
+                (kernel, weights) = (k8, Weights::Repacked(bytes));
             }
         }
         Some(CpuQMatMul {
@@ -254,7 +267,7 @@ impl CpuQMatMul {
             SCRATCH.with(|s| {
                 let s = &mut *s.borrow_mut();
                 let uses = |f: fn(&Kernel) -> bool| jobs.iter().any(|j| f(&j.kernel));
-                let n8_0 = if uses(|k| matches!(k, Kernel::Q8_0(_))) {
+                let n8_0 = if uses(|k| matches!(k, Kernel::Q8_0(_) | Kernel::Q8_0x8(_))) {
                     quantize_rows(xs, &mut s.q8_0, QK8_0, act::quantize_q8_0)
                 } else {
                     0
@@ -264,7 +277,7 @@ impl CpuQMatMul {
                 } else {
                     0
                 };
-                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_) | Kernel::Q4KX8)) {
+                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_) | Kernel::Q8Kx8(_))) {
                     quantize_rows(xs, &mut s.q8k, QK_K, act::quantize_q8_k)
                 } else {
                     0
@@ -288,6 +301,46 @@ impl CpuQMatMul {
     }
 }
 
+/// The weight repacked eight rows at a time with its kernels, where the CPU and format
+/// have them (AVX2; Q8_0, Q4_0, Q5_0, Q4_K; `n % 8 == 0`). `WICK_CPU_REPACK=0` keeps the
+/// loaded layout (for comparisons).
+fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
+    if n % 8 != 0 || std::env::var("WICK_CPU_REPACK").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if dot::avx2::available() {
+        use q8_x8::{avx2, Format};
+        let q8 = |format: Format, one, four| {
+            let tiles = Tiles {
+                one,
+                four,
+                block_bytes: format.block_bytes(),
+            };
+            Some((
+                Kernel::Q8_0x8(tiles),
+                q8_x8::repack(format, &w.data().ok()?, n, k),
+            ))
+        };
+        return match w.dtype() {
+            GgmlDType::Q8_0 => q8(Format::Q8_0, avx2::q8_0_1, avx2::q8_0_4),
+            GgmlDType::Q4_0 => q8(Format::Q4_0, avx2::q4_0_1, avx2::q4_0_4),
+            GgmlDType::Q5_0 => q8(Format::Q5_0, avx2::q5_0_1, avx2::q5_0_4),
+            GgmlDType::Q4K => {
+                let tiles = Tiles {
+                    one: q4k_x8::avx2::tile::<1>,
+                    four: q4k_x8::avx2::tile::<4>,
+                    block_bytes: q4k_x8::BLOCK_BYTES,
+                };
+                Some((Kernel::Q8Kx8(tiles), q4k_x8::repack(&w.data().ok()?, n, k)))
+            }
+            _ => None,
+        };
+    }
+    let _ = k;
+    None
+}
+
 /// Splits the work units (rows, or repacked row groups) of all jobs over the thread pool
 /// as one index space.
 fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
@@ -303,7 +356,8 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
                     Kernel::Q8_0(k) => rows(job, k, acts.q8_0, r, t),
                     Kernel::Q8_1(k) => rows(job, k, acts.q8_1, r, t),
                     Kernel::Q8K(k) => rows(job, k, acts.q8k, r, t),
-                    Kernel::Q4KX8 => groups_q4k(job, acts.q8k, r, t),
+                    Kernel::Q8_0x8(k) => groups(job, k, acts.q8_0, r, t),
+                    Kernel::Q8Kx8(k) => groups(job, k, acts.q8k, r, t),
                 }
                 start = hi;
             }
@@ -313,49 +367,41 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
     pool::pool().run(total, &body);
 }
 
-/// Repacked Q4_K row groups `range` against all `t` activation rows: tokens in chunks
-/// that fit in L2 as in `rows`, four at a time, then one at a time.
-fn groups_q4k(job: &Job, acts: &[BlockQ8K], range: std::ops::Range<usize>, t: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use q4k_x8::{avx2::tile, BLOCK_BYTES, ROWS};
-        let nb = job.per_row;
-        let group_bytes = nb * BLOCK_BYTES;
-        let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<BlockQ8K>())).max(4) / 4 * 4;
-        // SAFETY (writes): the group's rows belong to this thread only and
-        // `(i + 1) * n <= t * n`; each write is one row's eight consecutive outputs.
-        let put = |i: usize, g: usize, v: &[f32; ROWS]| unsafe {
-            std::ptr::copy_nonoverlapping(v.as_ptr(), job.out.0.add(i * job.n + g * ROWS), ROWS)
-        };
-        let mut t0 = 0;
-        while t0 < t {
-            let t1 = (t0 + chunk).min(t);
-            for g in range.clone() {
-                let w = &job.w[g * group_bytes..(g + 1) * group_bytes];
-                let mut i = t0;
-                while i + 4 <= t1 {
-                    // SAFETY: the kernel was chosen on a CPU with AVX2/FMA/F16C; `w` holds
-                    // `nb` blocks and `acts` four rows of `nb` from `i`.
-                    let v = unsafe { tile::<4>(w, nb, &acts[i * nb..], nb) };
-                    for (j, v) in v.iter().enumerate() {
-                        put(i + j, g, v);
-                    }
-                    i += 4;
+/// Repacked row groups `range` against all `t` activation rows: tokens in chunks that fit
+/// in L2 as in `rows`, four at a time, then one at a time.
+fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, t: usize) {
+    const ROWS: usize = 8;
+    let nb = job.per_row;
+    let group_bytes = nb * k.block_bytes;
+    let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<A>()).max(1)).max(4) / 4 * 4;
+    // SAFETY (writes): the group's rows belong to this thread only and
+    // `(i + 1) * n <= t * n`; each write is one token's eight consecutive outputs.
+    let put = |i: usize, g: usize, v: &[f32; ROWS]| unsafe {
+        std::ptr::copy_nonoverlapping(v.as_ptr(), job.out.0.add(i * job.n + g * ROWS), ROWS)
+    };
+    let mut t0 = 0;
+    while t0 < t {
+        let t1 = (t0 + chunk).min(t);
+        for g in range.clone() {
+            let w = &job.w[g * group_bytes..(g + 1) * group_bytes];
+            let mut i = t0;
+            while i + 4 <= t1 {
+                // SAFETY: the kernels were chosen on a CPU that has their features; `w`
+                // holds `nb` blocks and `acts` four rows of `nb` from `i`.
+                let v = unsafe { (k.four)(w, nb, &acts[i * nb..], nb) };
+                for (j, v) in v.iter().enumerate() {
+                    put(i + j, g, v);
                 }
-                while i < t1 {
-                    // SAFETY: as above, one row.
-                    let v = unsafe { tile::<1>(w, nb, &acts[i * nb..], nb) };
-                    put(i, g, &v[0]);
-                    i += 1;
-                }
+                i += 4;
             }
-            t0 = t1;
+            while i < t1 {
+                // SAFETY: as above, one row.
+                let v = unsafe { (k.one)(w, nb, &acts[i * nb..], nb) };
+                put(i, g, &v[0]);
+                i += 1;
+            }
         }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (job, acts, range, t);
-        unreachable!("Q4_K is repacked only on x86-64")
+        t0 = t1;
     }
 }
 

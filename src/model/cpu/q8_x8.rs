@@ -1,0 +1,316 @@
+//! Q8_0, Q4_0 and Q5_0 weights repacked at load eight rows at a time, in the same bytes:
+//! one 32-byte vector holds four values of each of eight rows, so a vector lane is an
+//! output row and a weight row is read as part of one sequential stream. Unpacking, the
+//! weight's sign and its scale are shared by the eight rows and by up to four tokens, which
+//! leaves about half the instructions per product of the one-row kernels (and decode of
+//! these formats is bound by instructions, not memory bandwidth).
+//!
+//! Exactness: ggml's one-row kernel keeps eight f32 lanes per row, lane `l` summing the
+//! products of values `4l..4l + 4` of every block, and adds the lanes in a fixed tree at the
+//! end. Here vector `c` of a block holds exactly those four values of each row, so
+//! accumulator `c` is lane `c` of every row, updated by the same FMA with the same operands,
+//! and the final tree is the same: every output equals the one-row kernel's bit for bit.
+//! Input: a `[n, k]` weight in one of the three formats, `n % 8 == 0`; Q8_0 activation rows.
+
+use super::act::QK8_0;
+use super::dot::{Q4_0_BYTES, Q5_0_BYTES, Q8_0_BYTES};
+
+/// Rows repacked together: the lanes of one f32 vector.
+pub(crate) const ROWS: usize = 8;
+
+/// The formats this layout covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Q8_0,
+    Q4_0,
+    Q5_0,
+}
+
+impl Format {
+    fn row_block_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => Q8_0_BYTES,
+            Format::Q4_0 => Q4_0_BYTES,
+            Format::Q5_0 => Q5_0_BYTES,
+        }
+    }
+
+    /// Bytes of one repacked block (32 columns of eight rows): the same as eight blocks.
+    pub(crate) fn block_bytes(self) -> usize {
+        ROWS * self.row_block_bytes()
+    }
+}
+
+/// Offsets in a repacked block: `d[8]` f16 first, then the values.
+const VALUES: usize = 16;
+/// Q5_0: after the four nibble vectors, one u32 of high bits per vector `c`.
+const HIGH_BITS: usize = VALUES + 4 * 32;
+
+/// Repacks `[n, k]` blocks (`n % 8 == 0`, `k % 32 == 0`). Block `i` of row group `G` is at
+/// `(G * k / 32 + i) * block_bytes`. Per block:
+/// - Q8_0: vector `c` (values `4c..4c + 4`) at `16 + 32c`, row `r`'s four bytes at `4r`;
+/// - Q4_0 / Q5_0: vector `g < 4` at `16 + 32g` holds row `r`'s bytes `qs[4g..4g + 4]` at
+///   `4r`: low nibbles are values `4g..` (vector `c = g`), high nibbles values `16 + 4g..`
+///   (vector `c = g + 4`);
+/// - Q5_0 then: at `144 + 4c`, the high bits of vector `c`: bit `r` of byte `e` is row
+///   `r`'s bit for value `4c + e` (one broadcast and one AND put each on its lane).
+pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
+    let nb = k / QK8_0;
+    let (rb, gb) = (format.row_block_bytes(), format.block_bytes());
+    assert!(
+        n % ROWS == 0 && k % QK8_0 == 0 && w.len() == n * nb * rb,
+        "weight shape"
+    );
+    let mut out = vec![0u8; n / ROWS * nb * gb];
+    for (g, group) in out.chunks_exact_mut(nb * gb).enumerate() {
+        for (i, dst) in group.chunks_exact_mut(gb).enumerate() {
+            for r in 0..ROWS {
+                let src = &w[((g * ROWS + r) * nb + i) * rb..][..rb];
+                dst[2 * r..2 * r + 2].copy_from_slice(&src[0..2]);
+                match format {
+                    Format::Q8_0 => {
+                        for c in 0..8 {
+                            let at = VALUES + 32 * c + 4 * r;
+                            dst[at..at + 4].copy_from_slice(&src[2 + 4 * c..][..4]);
+                        }
+                    }
+                    Format::Q4_0 | Format::Q5_0 => {
+                        let qs = if format == Format::Q4_0 { 2 } else { 6 };
+                        for v in 0..4 {
+                            let at = VALUES + 32 * v + 4 * r;
+                            dst[at..at + 4].copy_from_slice(&src[qs + 4 * v..][..4]);
+                        }
+                    }
+                }
+                if format == Format::Q5_0 {
+                    let qh = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
+                    for c in 0..8 {
+                        for e in 0..4 {
+                            if qh >> (4 * c + e) & 1 == 1 {
+                                dst[HIGH_BITS + 4 * c + e] |= 1 << r;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use super::super::act::BlockQ8_0;
+    use super::super::dot::avx2::dot_us8;
+    use super::{Format, HIGH_BITS, ROWS, VALUES};
+    use std::arch::x86_64::*;
+
+    // SAFETY (callers): `p` points to 4 readable bytes and the CPU has AVX2.
+    #[inline(always)]
+    unsafe fn bcast4(p: *const u8) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    }
+
+    /// The signed weights of vectors `g` and `g + 4` of the block at `p`.
+    // SAFETY (callers): `p` points to a whole repacked block of `format` and the CPU has AVX2.
+    #[inline(always)]
+    unsafe fn vectors(format: Format, p: *const u8, g: usize) -> [__m256i; 2] {
+        let at = |v: usize| _mm256_loadu_si256(p.add(VALUES + 32 * v) as *const __m256i);
+        let low = _mm256_set1_epi8(0x0F);
+        match format {
+            Format::Q8_0 => [at(g), at(g + 4)],
+            Format::Q4_0 => {
+                let v = at(g);
+                let eight = _mm256_set1_epi8(8);
+                [
+                    _mm256_sub_epi8(_mm256_and_si256(v, low), eight),
+                    _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), eight),
+                ]
+            }
+            Format::Q5_0 => {
+                let v = at(g);
+                // Lane 4r + e reads byte e of the broadcast; its bit is r.
+                let lane_bits = _mm256_setr_epi8(
+                    1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32,
+                    64, 64, 64, 64, -128, -128, -128, -128,
+                );
+                // A clear high bit means value - 16 < 0: OR in 0xF0 there (two's complement).
+                let high = |c: usize| {
+                    let set = _mm256_and_si256(bcast4(p.add(HIGH_BITS + 4 * c)), lane_bits);
+                    let clear = _mm256_cmpeq_epi8(set, _mm256_setzero_si256());
+                    _mm256_and_si256(clear, _mm256_set1_epi8(0xF0u8 as i8))
+                };
+                [
+                    _mm256_or_si256(_mm256_and_si256(v, low), high(g)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), high(g + 4)),
+                ]
+            }
+        }
+    }
+
+    /// `T` activation rows (`a[t * stride..]`, `nb` blocks each) against one repacked group
+    /// of eight rows (`w`, `nb` blocks): `out[t][r]` for row `r`.
+    // SAFETY (callers): the CPU has AVX2, FMA and F16C (asserted by the kernel choice).
+    #[inline(always)]
+    unsafe fn tile<const T: usize>(
+        format: Format,
+        w: &[u8],
+        nb: usize,
+        a: &[BlockQ8_0],
+        stride: usize,
+    ) -> [[f32; ROWS]; T] {
+        let bytes = format.block_bytes();
+        assert!(w.len() >= nb * bytes && a.len() >= (T - 1) * stride + nb);
+        let mut acc = [[_mm256_setzero_ps(); T]; 8];
+        for i in 0..nb {
+            let p = w.as_ptr().add(i * bytes);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+            let y: [&BlockQ8_0; T] = std::array::from_fn(|t| &a[t * stride + i]);
+            // `d_w * d_x` per row: the one-row kernel's scalar product, lane by lane.
+            let dy: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(d, _mm256_set1_ps(y[t].d)));
+            for g in 0..4 {
+                for (c, wv) in [g, g + 4].into_iter().zip(vectors(format, p, g)) {
+                    let aw = _mm256_sign_epi8(wv, wv);
+                    for t in 0..T {
+                        let yv = bcast4(y[t].qs.as_ptr().add(4 * c) as *const u8);
+                        let q = _mm256_cvtepi32_ps(dot_us8(aw, _mm256_sign_epi8(yv, wv)));
+                        acc[c][t] = _mm256_fmadd_ps(dy[t], q, acc[c][t]);
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; ROWS]; T];
+        for t in 0..T {
+            // `hsum_f32`'s tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+            let s = |x: usize, y: usize| _mm256_add_ps(acc[x][t], acc[y][t]);
+            let v = _mm256_add_ps(
+                _mm256_add_ps(s(0, 4), s(2, 6)),
+                _mm256_add_ps(s(1, 5), s(3, 7)),
+            );
+            _mm256_storeu_ps(out[t].as_mut_ptr(), v);
+        }
+        out
+    }
+
+    macro_rules! tiles {
+        ($one:ident, $four:ident, $format:expr) => {
+            // SAFETY (callers): the CPU has AVX2, FMA and F16C; `w` holds `nb` repacked
+            // blocks, `a` one row of `nb` blocks.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(crate) unsafe fn $one(
+                w: &[u8],
+                nb: usize,
+                a: &[BlockQ8_0],
+                stride: usize,
+            ) -> [[f32; ROWS]; 1] {
+                tile::<1>($format, w, nb, a, stride)
+            }
+
+            // SAFETY (callers): as the one-row tile, with four rows of `a` `stride` apart.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(crate) unsafe fn $four(
+                w: &[u8],
+                nb: usize,
+                a: &[BlockQ8_0],
+                stride: usize,
+            ) -> [[f32; ROWS]; 4] {
+                tile::<4>($format, w, nb, a, stride)
+            }
+        };
+    }
+
+    tiles!(q8_0_1, q8_0_4, Format::Q8_0);
+    tiles!(q4_0_1, q4_0_4, Format::Q4_0);
+    tiles!(q5_0_1, q5_0_4, Format::Q5_0);
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::super::act::{quantize_q8_0, BlockQ8_0};
+    use super::super::dot;
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// Every (token, row) of both tile sizes equals the one-row kernel exactly.
+    #[test]
+    fn repacked_tiles_equal_the_one_row_kernels_exactly() {
+        if !dot::avx2::available() {
+            return;
+        }
+        let (n, k, t) = (16, 320, 5);
+        let mut s = 7u32;
+        let mut v = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    let v = (s % 2001) as f32 / 1000.0 - 1.0;
+                    if i % 83 == 0 {
+                        v * 7.0
+                    } else {
+                        v
+                    }
+                })
+                .collect()
+        };
+        let x = v(t * k);
+        let nb = k / QK8_0;
+        let mut a = vec![BlockQ8_0::default(); t * nb];
+        quantize_q8_0(&x, &mut a);
+        type One = unsafe fn(&[u8], &[BlockQ8_0]) -> f32;
+        type Tile<const T: usize> = unsafe fn(&[u8], usize, &[BlockQ8_0], usize) -> [[f32; 8]; T];
+        let cases: [(Format, GgmlDType, One, Tile<1>, Tile<4>); 3] = [
+            (
+                Format::Q8_0,
+                GgmlDType::Q8_0,
+                dot::avx2::q8_0,
+                avx2::q8_0_1,
+                avx2::q8_0_4,
+            ),
+            (
+                Format::Q4_0,
+                GgmlDType::Q4_0,
+                dot::avx2::q4_0,
+                avx2::q4_0_1,
+                avx2::q4_0_4,
+            ),
+            (
+                Format::Q5_0,
+                GgmlDType::Q5_0,
+                dot::avx2::q5_0,
+                avx2::q5_0_1,
+                avx2::q5_0_4,
+            ),
+        ];
+        for (format, dtype, one_row, tile1, tile4) in cases {
+            let wt = Tensor::from_vec(v(n * k), (n, k), &Device::Cpu).unwrap();
+            let bytes = QTensor::quantize(&wt, dtype)
+                .unwrap()
+                .data()
+                .unwrap()
+                .into_owned();
+            let packed = repack(format, &bytes, n, k);
+            let (gb, rb) = (nb * format.block_bytes(), bytes.len() / n);
+            for g in 0..n / ROWS {
+                let w = &packed[g * gb..][..gb];
+                // SAFETY: AVX2 checked above; `w` holds `nb` blocks, `a` `t * nb`.
+                let (one, four) = unsafe { (tile1(w, nb, &a[4 * nb..], nb), tile4(w, nb, &a, nb)) };
+                for r in 0..ROWS {
+                    let row = &bytes[(g * ROWS + r) * rb..][..rb];
+                    for tok in 0..t {
+                        // SAFETY: as above.
+                        let want = unsafe { one_row(row, &a[tok * nb..(tok + 1) * nb]) };
+                        let got = if tok < 4 { four[tok][r] } else { one[0][r] };
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{format:?} group {g} row {r} token {tok}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
