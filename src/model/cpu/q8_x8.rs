@@ -85,11 +85,12 @@ pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
                 if format == Format::Q5_0 {
                     let qh = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
                     for c in 0..8 {
-                        for e in 0..4 {
-                            if qh >> (4 * c + e) & 1 == 1 {
-                                dst[HIGH_BITS + 4 * c + e] |= 1 << r;
-                            }
-                        }
+                        // Bits 4c..4c + 4 of `qh` → bit 0 of bytes 0..4, then moved to bit r.
+                        let b = (qh >> (4 * c)) & 0xF;
+                        let spread = (b & 1) | (b & 2) << 7 | (b & 4) << 14 | (b & 8) << 21;
+                        let at = HIGH_BITS + 4 * c;
+                        let word = u32::from_le_bytes(dst[at..at + 4].try_into().unwrap());
+                        dst[at..at + 4].copy_from_slice(&(word | spread << r).to_le_bytes());
                     }
                 }
             }
