@@ -18,10 +18,15 @@ use std::cell::RefCell;
 #[cfg(target_arch = "x86_64")]
 const KEY_BLOCK: usize = 256;
 
-/// Per-thread scratch beyond the two score rows: two queries' lane partials of one key
-/// block, and the 16 lane sums of one output row (head sizes up to 256).
+/// Per-thread scratch beyond the block's score rows: two queries' lane partials of one key
+/// block, and the 16 lane sums of every output row of the block (head sizes up to 256).
 #[cfg(target_arch = "x86_64")]
-const SCRATCH: usize = 2 * 16 * KEY_BLOCK + 16 * 256;
+const SCRATCH: usize = 2 * 16 * KEY_BLOCK + QUERY_BLOCK * 16 * 256;
+
+/// Positions per block of the weighted sums: the block's V rows (32 KiB at head size 64)
+/// are read from L1/L2 by every query of the block instead of from L3 by each.
+#[cfg(target_arch = "x86_64")]
+const VALUE_BLOCK: usize = 128;
 
 #[cfg(target_arch = "x86_64")]
 /// Queries of one head per work item: enough to amortize a thread's K/V reads, few enough
@@ -73,7 +78,7 @@ fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
     let body = |items: std::ops::Range<usize>| {
         ROWS.with(|rows| {
             let rows = &mut *rows.borrow_mut();
-            let need = 2 * s.total + SCRATCH;
+            let need = QUERY_BLOCK * s.total + SCRATCH;
             if rows.len() < need {
                 rows.resize(need, 0.0);
             }
@@ -93,12 +98,15 @@ fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
-    use super::{AttnShape, SharedOut, KEY_BLOCK};
+    use super::{AttnShape, SharedOut, KEY_BLOCK, QUERY_BLOCK, VALUE_BLOCK};
     use crate::model::ggml_ops;
     use std::arch::x86_64::*;
 
-    /// Queries `queries` of head `h`: scores two queries at a time, softmax, f16-rounded
-    /// probabilities, weighted sum of V, written to the output rows.
+    /// Queries `queries` (at most `QUERY_BLOCK`) of head `h`: scores two queries at a time,
+    /// softmax, f16-rounded probabilities, weighted sum of V, written to the output rows.
+    /// Keys and values are walked in blocks with every query of the block inside, so each
+    /// block is read from memory once per query block rather than once per query; every
+    /// sum still runs in the reference's order, so the bits do not change.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn head_block(
@@ -116,31 +124,71 @@ pub(super) mod avx2 {
         let keys_t = &k_t[kvh * hd * total..(kvh + 1) * hd * total];
         let vals = &v[kvh * total * hd..(kvh + 1) * total * hd];
         let scale = 1.0 / (hd as f32).sqrt();
-        let (row0, rest) = rows.split_at_mut(total);
-        let (row1, scratch) = rest.split_at_mut(total);
+        let nq = queries.len();
+        debug_assert!(nq <= QUERY_BLOCK);
+        let (score_rows, scratch) = rows.split_at_mut(QUERY_BLOCK * total);
         let (part, lanes) = scratch.split_at_mut(2 * 16 * KEY_BLOCK);
-        let mut i = queries.start;
-        while i < queries.end {
-            let pair = i + 1 < queries.end;
-            let q0 = &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd];
-            let q1 = if pair {
-                &q[(h * s.t + i + 1) * hd..(h * s.t + i + 2) * hd]
-            } else {
-                q0
-            };
-            let seen0 = s.pos + i + 1;
-            let seen = if pair { seen0 + 1 } else { seen0 };
-            scores_pair(q0, q1, keys_t, total, seen, row0, row1, part);
-            for (n, row) in [&mut *row0, &mut *row1].into_iter().enumerate() {
-                if n == 1 && !pair {
-                    break;
+        let query = |n: usize| {
+            let i = queries.start + n;
+            &q[(h * s.t + i) * hd..(h * s.t + i + 1) * hd]
+        };
+        // Keys query `n` sees (causal).
+        let seen = |n: usize| s.pos + queries.start + n + 1;
+        let rows_ptr = score_rows.as_mut_ptr();
+        // Query `n`'s score row; the rows are disjoint.
+        let row = |n: usize| rows_ptr.add(n * total);
+        // Scores: key blocks outside, query pairs inside. A pair scores the keys its second
+        // query sees; the first's extra score is never read.
+        let pairs = nq.div_ceil(2);
+        let pair_seen = |p: usize| seen((2 * p + 1).min(nq - 1));
+        let full_max = pair_seen(pairs - 1) / 8 * 8;
+        let mut jb = 0;
+        while jb < full_max {
+            for p in 0..pairs {
+                let full = pair_seen(p) / 8 * 8;
+                if jb >= full {
+                    continue;
                 }
-                let row = &mut row[..seen0 + n];
-                softmax_f16(row, scale);
-                let o = out.0.add(((i + n) * s.n_head + h) * hd);
-                weighted_sum(row, vals, hd, lanes, std::slice::from_raw_parts_mut(o, hd));
+                let jn = (full - jb).min(KEY_BLOCK);
+                let n1 = (2 * p + 1).min(nq - 1);
+                let (r0, r1) = (
+                    std::slice::from_raw_parts_mut(row(2 * p), total),
+                    std::slice::from_raw_parts_mut(row(n1), total),
+                );
+                scores_pair(query(2 * p), query(n1), keys_t, total, jb, jn, r0, r1, part);
             }
-            i += if pair { 2 } else { 1 };
+            jb += KEY_BLOCK;
+        }
+        for p in 0..pairs {
+            let n1 = (2 * p + 1).min(nq - 1);
+            for j in pair_seen(p) / 8 * 8..pair_seen(p) {
+                *row(2 * p).add(j) = score_one(query(2 * p), keys_t, total, j);
+                *row(n1).add(j) = score_one(query(n1), keys_t, total, j);
+            }
+        }
+        for n in 0..nq {
+            softmax_f16(std::slice::from_raw_parts_mut(row(n), seen(n)), scale);
+        }
+        // Weighted sums: value blocks outside, queries inside.
+        let lane_len = 16 * hd;
+        lanes[..nq * lane_len].fill(0.0);
+        let mut pb = 0;
+        while pb < seen(nq - 1) {
+            for n in 0..nq {
+                let pe = (pb + VALUE_BLOCK).min(seen(n));
+                if pb >= pe {
+                    continue;
+                }
+                let probs = std::slice::from_raw_parts(row(n), pe);
+                let acc = &mut lanes[n * lane_len..(n + 1) * lane_len];
+                weighted_sum_block(probs, pb, vals, hd, acc);
+            }
+            pb += VALUE_BLOCK;
+        }
+        for n in 0..nq {
+            let o = out.0.add(((queries.start + n) * s.n_head + h) * hd);
+            let acc = &lanes[n * lane_len..(n + 1) * lane_len];
+            reduce_lanes(acc, hd, std::slice::from_raw_parts_mut(o, hd));
         }
     }
 
@@ -157,16 +205,17 @@ pub(super) mod avx2 {
         q1: &[f32],
         keys_t: &[f32],
         total: usize,
-        seen: usize,
+        jb: usize,
+        jn: usize,
         row0: &mut [f32],
         row1: &mut [f32],
         part: &mut [f32],
     ) {
         match q0.len() / 16 {
-            2 => scores_pair_m::<2>(q0, q1, keys_t, total, seen, row0, row1, part),
-            4 => scores_pair_m::<4>(q0, q1, keys_t, total, seen, row0, row1, part),
-            8 => scores_pair_m::<8>(q0, q1, keys_t, total, seen, row0, row1, part),
-            _ => scores_pair_m::<16>(q0, q1, keys_t, total, seen, row0, row1, part),
+            2 => scores_pair_m::<2>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
+            4 => scores_pair_m::<4>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
+            8 => scores_pair_m::<8>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
+            _ => scores_pair_m::<16>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
         }
     }
 
@@ -180,7 +229,8 @@ pub(super) mod avx2 {
         q1: &[f32],
         keys_t: &[f32],
         total: usize,
-        seen: usize,
+        jb: usize,
+        jn: usize,
         row0: &mut [f32],
         row1: &mut [f32],
         part: &mut [f32],
@@ -189,10 +239,8 @@ pub(super) mod avx2 {
         let kp = keys_t.as_ptr();
         let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
         let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());
-        let full = seen / 8 * 8;
-        let mut jb = 0;
-        while jb < full {
-            let jn = (full - jb).min(KEY_BLOCK);
+        debug_assert!(jn <= KEY_BLOCK && jn.is_multiple_of(8) && jb + jn <= total);
+        {
             for l in 0..16 {
                 let mut b0 = [_mm256_setzero_ps(); M];
                 let mut b1 = [_mm256_setzero_ps(); M];
@@ -231,11 +279,6 @@ pub(super) mod avx2 {
                     j += 8;
                 }
             }
-            jb += jn;
-        }
-        for j in full..seen {
-            row0[j] = score_one(q0, keys_t, total, j);
-            row1[j] = score_one(q1, keys_t, total, j);
         }
     }
 
@@ -354,40 +397,41 @@ pub(super) mod avx2 {
     }
 
     /// `out[d] = sum_p probs[p] * v[p][d]` as `ggml_ops::weighted_sum` (tiled) sums it: lane
-    /// `p % 16` per output, from zero in position order, then `reduce16`. One lane at a
-    /// time (positions `l, l + 16, ...`) with the whole head's outputs in registers (one
-    /// broadcast per eight V loads); the 16 lane sums go through `lanes` (`[16, hd]`).
+    /// `p % 16` per output, from zero in position order, then `reduce16`. This adds
+    /// positions `pb..probs.len()` to the 16 lane sums `acc` (`[16, hd]`): one lane at a
+    /// time (positions `l, l + 16, ...`) with the head's outputs in registers (one broadcast
+    /// per eight V loads). Called for consecutive blocks, it performs the same additions in
+    /// the same order as one pass over all positions.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum(
-        probs: &[f32],
-        v: &[f32],
-        hd: usize,
-        lanes: &mut [f32],
-        out: &mut [f32],
-    ) {
+    unsafe fn weighted_sum_block(probs: &[f32], pb: usize, v: &[f32], hd: usize, acc: &mut [f32]) {
         match hd / 8 {
-            4 => weighted_sum_n::<4>(probs, v, hd, lanes, out),
-            8 => weighted_sum_n::<8>(probs, v, hd, lanes, out),
-            16 => weighted_sum_n::<16>(probs, v, hd, lanes, out),
-            _ => weighted_sum_n::<32>(probs, v, hd, lanes, out),
+            4 => weighted_sum_n::<4>(probs, pb, v, hd, acc),
+            8 => weighted_sum_n::<8>(probs, pb, v, hd, acc),
+            16 => weighted_sum_n::<16>(probs, pb, v, hd, acc),
+            _ => weighted_sum_n::<32>(probs, pb, v, hd, acc),
         }
     }
 
-    /// `weighted_sum` for up to `N` eight-float vectors per row (`hd <= 8 * N`).
+    /// `weighted_sum_block` for up to `N` eight-float vectors per row (`hd <= 8 * N`).
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn weighted_sum_n<const N: usize>(
         probs: &[f32],
+        pb: usize,
         v: &[f32],
         hd: usize,
         lanes: &mut [f32],
-        out: &mut [f32],
     ) {
         let nv = (hd / 8).min(N);
         let seen = probs.len();
+        assert!(v.len() >= seen * hd && lanes.len() >= 16 * hd);
         let (pp, vp, lp) = (probs.as_ptr(), v.as_ptr(), lanes.as_mut_ptr());
         for l in 0..16 {
             let mut acc = [_mm256_setzero_ps(); N];
-            let mut p = l;
+            for (c, a) in acc.iter_mut().enumerate().take(nv) {
+                *a = _mm256_loadu_ps(lp.add(l * hd + 8 * c));
+            }
+            // The first position of lane `l` at or after `pb`.
+            let mut p = pb + (l + 16 - pb % 16) % 16;
             while p < seen {
                 let w = _mm256_broadcast_ss(&*pp.add(p));
                 for (c, a) in acc.iter_mut().enumerate().take(nv) {
@@ -399,8 +443,15 @@ pub(super) mod avx2 {
                 _mm256_storeu_ps(lp.add(l * hd + 8 * c), *a);
             }
         }
+    }
+
+    /// The 16 lane sums `lanes` (`[16, hd]`) reduced as `reduce16` into `out`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn reduce_lanes(lanes: &[f32], hd: usize, out: &mut [f32]) {
+        assert!(lanes.len() >= 16 * hd && out.len() >= hd);
+        let lp = lanes.as_ptr();
         let lane = |l: usize, c: usize| _mm256_loadu_ps(lp.add(l * hd + 8 * c));
-        for c in 0..nv {
+        for c in 0..hd / 8 {
             let t8: [__m256; 8] =
                 std::array::from_fn(|i| _mm256_add_ps(lane(i + 8, c), lane(i, c)));
             let t4: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t8[i + 4], t8[i]));

@@ -17,7 +17,9 @@ mod dot;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod pool;
+#[cfg(target_arch = "x86_64")]
 mod q4k_x8;
+#[cfg(target_arch = "x86_64")]
 mod q8_x8;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
@@ -42,6 +44,8 @@ struct Kernels<A> {
 
 /// The kernels for one weight format, by the activation type they dot with.
 #[derive(Clone, Copy)]
+// The repacked kernels are x86-only so far.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Kernel {
     Q8_0(Kernels<BlockQ8_0>),
     Q8_1(Kernels<BlockQ8_1>),
@@ -305,7 +309,7 @@ impl CpuQMatMul {
 /// have them (AVX2; Q8_0, Q4_0, Q5_0, Q4_K; `n % 8 == 0`). `WICK_CPU_REPACK=0` keeps the
 /// loaded layout (for comparisons).
 fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
-    if n % 8 != 0 || std::env::var("WICK_CPU_REPACK").is_ok_and(|v| v == "0") {
+    if !n.is_multiple_of(8) || std::env::var("WICK_CPU_REPACK").is_ok_and(|v| v == "0") {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -337,7 +341,7 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
             _ => None,
         };
     }
-    let _ = k;
+    let _ = (w, k);
     None
 }
 
@@ -374,8 +378,8 @@ fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, 
     let nb = job.per_row;
     let group_bytes = nb * k.block_bytes;
     let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<A>()).max(1)).max(4) / 4 * 4;
-    // SAFETY (writes): the group's rows belong to this thread only and
-    // `(i + 1) * n <= t * n`; each write is one token's eight consecutive outputs.
+    // SAFETY: the group's rows belong to this thread only and `(i + 1) * n <= t * n`;
+    // each write is one token's eight consecutive outputs.
     let put = |i: usize, g: usize, v: &[f32; ROWS]| unsafe {
         std::ptr::copy_nonoverlapping(v.as_ptr(), job.out.0.add(i * job.n + g * ROWS), ROWS)
     };

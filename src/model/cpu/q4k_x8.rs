@@ -26,7 +26,7 @@ const QUANTS: usize = 160;
 pub(crate) fn repack(w: &[u8], n: usize, k: usize) -> Vec<u8> {
     let nb = k / QK_K;
     assert!(
-        n % ROWS == 0 && w.len() == n * nb * Q4_K_BYTES,
+        n.is_multiple_of(ROWS) && w.len() == n * nb * Q4_K_BYTES,
         "Q4_K weight shape"
     );
     let mut out = vec![0u8; n / ROWS * nb * BLOCK_BYTES];

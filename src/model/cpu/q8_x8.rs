@@ -58,7 +58,7 @@ pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
     let nb = k / QK8_0;
     let (rb, gb) = (format.row_block_bytes(), format.block_bytes());
     assert!(
-        n % ROWS == 0 && k % QK8_0 == 0 && w.len() == n * nb * rb,
+        n.is_multiple_of(ROWS) && k.is_multiple_of(QK8_0) && w.len() == n * nb * rb,
         "weight shape"
     );
     let mut out = vec![0u8; n / ROWS * nb * gb];
