@@ -22,8 +22,10 @@ use candle_core::{DType, Device, Tensor};
 const MIN_DRAFT: usize = 2;
 const MAX_DRAFT: usize = 10;
 const FIRST_DRAFT: usize = 4;
-/// Greedy drafting stops early once the draft's own top probability falls below this:
-/// an unsure draft is usually wrong, and its later tokens then cost for nothing.
+/// Greedy drafting stops once the draft's own top probability falls below this: an unsure
+/// draft is usually wrong, and tokens after it would cost for nothing. The unsure token
+/// itself is kept: its forward pass is already paid for, and verifying it costs one row
+/// (measured on the 2-CPU host: a verified row ~20 ms, a draft forward ~24 ms).
 const MIN_CONFIDENCE: f32 = 0.4;
 /// Tokens the draft catches up on per step (its prefill of a new prompt).
 const CATCH_UP: usize = 256;
@@ -52,6 +54,8 @@ pub(crate) struct DraftState {
     logits: Vec<f32>,
     /// Tokens the cache may hold (the engine's context size).
     ctx: usize,
+    /// Tokens the last `propose` ran to catch up before drafting (1 in steady state).
+    last_sync: usize,
 }
 
 /// What one `propose` produced.
@@ -63,6 +67,12 @@ pub(crate) enum Proposal {
 }
 
 impl DraftState {
+    /// Whether the last `propose` was a plain draft (its time measures drafting, not a
+    /// catch-up on tokens run without the draft).
+    pub fn was_steady(&self) -> bool {
+        self.last_sync <= 2
+    }
+
     /// Frees the cache (the slot's request ended).
     pub fn clear(&mut self) {
         self.cache = None;
@@ -119,6 +129,7 @@ impl DraftState {
         self.tokens.truncate(common);
         cache.truncate(common);
         let missing = &history[common..];
+        self.last_sync = missing.len();
         if missing.len() > CATCH_UP {
             let chunk = &missing[..CATCH_UP];
             model.forward(chunk, cache)?;
@@ -129,13 +140,12 @@ impl DraftState {
         self.tokens.extend_from_slice(missing);
         loop {
             to_vec(&logits, &mut self.logits)?;
+            let mut unsure = false;
             let id = if greedy {
                 let Some(id) = argmax(&self.logits) else {
                     break;
                 };
-                if !out.is_empty() && softmax_at(&self.logits, id) < MIN_CONFIDENCE {
-                    break;
-                }
+                unsure = softmax_at(&self.logits, id) < MIN_CONFIDENCE;
                 id
             } else {
                 let mut q = Vec::new();
@@ -147,7 +157,7 @@ impl DraftState {
                 id
             };
             out.push(id);
-            if out.len() == want || self.tokens.len() + 1 >= ctx {
+            if unsure || out.len() == want || self.tokens.len() + 1 >= ctx {
                 break;
             }
             logits = model.forward(&[id], cache)?;
@@ -158,27 +168,129 @@ impl DraftState {
 }
 
 /// The adaptive draft length: doubles while whole drafts are accepted, falls to just past
-/// what was accepted on a rejection.
+/// what was accepted on a rejection. Within that bound, `DraftCosts` decides whether
+/// drafting pays at all and how far (see `want`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DraftLength(usize);
+pub(crate) struct DraftLength {
+    len: usize,
+    /// Draft tokens accepted, and drafts cut short by a rejection (decayed): the
+    /// per-token acceptance estimate `accepted / (accepted + rejected)`.
+    accepted: f32,
+    rejected: f32,
+    /// Steps left without model drafts, and the next such pause.
+    paused: usize,
+    next_pause: usize,
+    /// The pause just ended: draft once, whatever the estimate, to measure again.
+    probe: bool,
+}
+
+/// A pause in model drafting (steps) after it was found not to pay, doubling up to the
+/// maximum while it keeps not paying; between pauses one draft re-measures acceptance.
+const FIRST_PAUSE: usize = 8;
+const MAX_PAUSE: usize = 128;
 
 impl Default for DraftLength {
     fn default() -> Self {
-        DraftLength(FIRST_DRAFT)
+        DraftLength {
+            len: FIRST_DRAFT,
+            accepted: 0.0,
+            rejected: 0.0,
+            paused: 0,
+            next_pause: FIRST_PAUSE,
+            probe: false,
+        }
     }
 }
 
 impl DraftLength {
     pub fn get(self) -> usize {
-        self.0
+        self.len
+    }
+
+    /// How many tokens to draft now (0: step without the draft model), at most `room`.
+    /// With measured costs, the length that maximizes expected tokens per second, and 0
+    /// when even that is slower than plain decoding (on a small CPU a draft model costs a
+    /// large share of a target step, and free-form text is guessed too rarely to pay).
+    pub fn want(&mut self, costs: &DraftCosts, room: usize) -> usize {
+        if self.paused > 0 {
+            self.paused -= 1;
+            return 0;
+        }
+        let cap = self.len.min(room);
+        if std::mem::take(&mut self.probe) {
+            return cap.min(MIN_DRAFT);
+        }
+        // The first step of a sequence runs without a draft when no plain step has been
+        // timed yet: every other cost is measured against it.
+        let Some(step) = costs.step.get() else {
+            return 0;
+        };
+        let seen = self.accepted + self.rejected;
+        let (Some(draft), Some(row)) = (costs.draft.get(), costs.row.get()) else {
+            return cap;
+        };
+        if seen < 4.0 {
+            return cap;
+        }
+        let p = (self.accepted / seen).min(0.99);
+        let plain = 1.0 / step;
+        let mut best = (0, plain);
+        let mut expected = 1.0f64; // tokens per verification: 1 + p + p² + … + p^k
+        let mut pk = 1.0f64;
+        for k in 1..=cap {
+            pk *= p as f64;
+            expected += pk;
+            let speed = expected / (step + k as f64 * (draft + row));
+            if speed > best.1 {
+                best = (k, speed);
+            }
+        }
+        if best.0 == 0 {
+            self.paused = self.next_pause;
+            self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
+            self.probe = true;
+        } else {
+            self.next_pause = FIRST_PAUSE;
+        }
+        best.0
     }
 
     pub fn feedback(&mut self, proposed: usize, accepted: usize) {
-        self.0 = if accepted == proposed {
-            (self.0 * 2).min(MAX_DRAFT)
+        self.len = if accepted == proposed {
+            (self.len * 2).min(MAX_DRAFT)
         } else {
             (accepted + 1).clamp(MIN_DRAFT, MAX_DRAFT)
         };
+        // Recent drafts weigh more: the text changes (prose, then code, then prose).
+        self.accepted = self.accepted * 0.9 + accepted as f32;
+        self.rejected = self.rejected * 0.9 + f32::from(accepted < proposed);
+    }
+}
+
+/// Measured wall times (seconds, moving averages) that decide whether model drafting
+/// pays on this machine: a plain one-token step of the target, one draft-model token, and
+/// each verified row beyond the first. Shared by the slots: they depend on the hardware
+/// and the models, not on the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DraftCosts {
+    pub step: Ema,
+    pub draft: Ema,
+    pub row: Ema,
+}
+
+/// An exponential moving average; empty until the first sample.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Ema(Option<f64>);
+
+impl Ema {
+    pub fn add(&mut self, x: f64) {
+        if x.is_finite() && x >= 0.0 {
+            self.0 = Some(self.0.map_or(x, |m| m * 0.8 + x * 0.2));
+        }
+    }
+
+    pub fn get(self) -> Option<f64> {
+        self.0
     }
 }
 
@@ -213,5 +325,53 @@ mod tests {
         assert_eq!(d.get(), 4);
         d.feedback(4, 0);
         assert_eq!(d.get(), MIN_DRAFT);
+    }
+
+    fn costs(step: f64, draft: f64, row: f64) -> DraftCosts {
+        let mut c = DraftCosts::default();
+        c.step.add(step);
+        c.draft.add(draft);
+        c.row.add(row);
+        c
+    }
+
+    /// Measured on the 2-CPU host (1.5B target, 0.5B draft): a draft token costs ~0.4 of
+    /// a target step. At the edit prompt's acceptance (~89%) a few tokens pay; at free
+    /// text's (~65%) none does, and drafting pauses, doubling the pause.
+    #[test]
+    fn drafting_follows_the_measured_costs() {
+        let slow_cpu = costs(0.065, 0.026, 0.008);
+        let mut edit = DraftLength::default();
+        for _ in 0..10 {
+            edit.feedback(8, 7); // 7 of 8: p = 7/8
+        }
+        let k = edit.want(&slow_cpu, 100);
+        assert!((2..=MAX_DRAFT).contains(&k), "edit drafts {k}");
+        let mut chat = DraftLength::default();
+        for _ in 0..10 {
+            chat.feedback(3, 1); // p = 1/2
+        }
+        assert_eq!(chat.want(&slow_cpu, 100), 0);
+        assert_eq!(chat.paused, FIRST_PAUSE);
+        for _ in 0..FIRST_PAUSE {
+            assert_eq!(chat.want(&slow_cpu, 100), 0);
+        }
+        assert_eq!(
+            chat.want(&slow_cpu, 100),
+            MIN_DRAFT,
+            "one probe after the pause"
+        );
+        assert_eq!(chat.want(&slow_cpu, 100), 0, "still does not pay");
+        assert_eq!(chat.paused, 2 * FIRST_PAUSE);
+        // A cheap draft (a GPU, a much smaller draft model) pays even at p = 1/2.
+        let mut cheap = chat;
+        cheap.paused = 0;
+        assert!(cheap.want(&costs(0.065, 0.002, 0.001), 100) > 0);
+        // No plain step timed yet: one runs first. Then, until drafts are timed too, the
+        // adaptive length as before.
+        assert_eq!(DraftLength::default().want(&DraftCosts::default(), 100), 0);
+        let mut step_only = DraftCosts::default();
+        step_only.step.add(0.065);
+        assert_eq!(DraftLength::default().want(&step_only, 100), FIRST_DRAFT);
     }
 }

@@ -10,7 +10,7 @@
 //! too far behind is cancelled, see `EngineOptions::event_buffer`) and never panics on bad
 //! input (a model error fails that request only).
 
-use super::draft::{DraftModel, Proposal};
+use super::draft::{DraftCosts, DraftModel, Proposal};
 use super::handle::{Shared, StatCounters};
 use super::logprobs;
 use super::pacer::Pacer;
@@ -63,6 +63,7 @@ pub(crate) fn spawn(
         drafts: Vec::new(),
         dists: Vec::new(),
         verify: Vec::new(),
+        draft_costs: DraftCosts::default(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -74,6 +75,8 @@ struct Worker {
     model: Box<dyn Model>,
     /// The draft model (`--draft-model`), when speculative decoding uses one.
     draft: Option<DraftModel>,
+    /// What a plain step, a draft token and a verified row cost here (decides drafting).
+    draft_costs: DraftCosts,
     tokenizer: Arc<Tokenizer>,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
@@ -122,8 +125,12 @@ impl Worker {
             let started = Instant::now();
             // A lone decoding sequence may verify draft tokens instead (speculative
             // decoding); with others running, the batch already shares the weight reads.
-            if !(prefill == 0 && decode_rows == 1 && self.run_speculative()) {
+            let lone = prefill == 0 && decode_rows == 1;
+            if !(lone && self.run_speculative()) {
                 self.run_step();
+                if lone && self.draft.is_some() {
+                    self.draft_costs.step.add(started.elapsed().as_secs_f64());
+                }
             }
             StatCounters::add(&self.shared.stats.prefill_tokens, prefill as u64);
             self.pacer
@@ -411,14 +418,22 @@ impl Worker {
         if self.drafts.is_empty() && mode.uses_draft_model() {
             if let Some(draft) = self.draft.as_ref() {
                 method = Method::Draft;
-                let want = seq.spec.draft_len.get().min(room);
+                let want = seq.spec.draft_len.want(&self.draft_costs, room);
                 let greedy = slot.sampler.is_greedy() || seq.constraint.is_some();
                 let state = &mut slot.draft;
                 let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
+                let t0 = Instant::now();
                 let proposed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    if want == 0 {
+                        return Ok(Proposal::NotReady);
+                    }
                     state.propose(draft, tokens, want, greedy, drafts, dists)
                 }));
                 match proposed {
+                    Ok(Ok(Proposal::Drafted)) if !drafts.is_empty() && state.was_steady() => {
+                        let per_token = t0.elapsed().as_secs_f64() / drafts.len() as f64;
+                        self.draft_costs.draft.add(per_token);
+                    }
                     Ok(Ok(Proposal::Drafted)) => {}
                     // Catching up, or the draft model failed: this step goes without a
                     // draft (and a failed draft cache starts over).
@@ -439,11 +454,19 @@ impl Worker {
         self.verify.extend_from_slice(&self.drafts);
         let model = self.model.as_ref();
         let tokens = &self.verify;
+        let t0 = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             model
                 .forward_verify(tokens, cache)
                 .and_then(|l| Ok(l.to_device(&candle_core::Device::Cpu)?))
         }));
+        // The cost of each row beyond the first, against a plain step.
+        if let Some(step) = self.draft_costs.step.get() {
+            let extra = t0.elapsed().as_secs_f64() - step;
+            self.draft_costs
+                .row
+                .add(extra.max(0.0) / (tokens.len() - 1) as f64);
+        }
         let rows = match result {
             Ok(Ok(l)) => (0..tokens.len())
                 .map(|r| l.get(r))
