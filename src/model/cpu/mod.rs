@@ -199,18 +199,16 @@ impl CpuQMatMul {
         let &[n, k] = weight.shape().dims() else {
             return None;
         };
-        let mut kernel = Kernel::for_dtype(weight.dtype())?;
+        let kernel = Kernel::for_dtype(weight.dtype())?;
         if k % kernel.block_len() != 0 || k % weight.dtype().block_size() != 0 {
             return None;
         }
-        let mut weights = Weights::Blocks(weight);
-        if let Weights::Blocks(w) = &weights {
-            if let Some((k8, bytes)) = repacked(w, n, k) {
-                (kernel, weights) = (k8, Weights::Repacked(bytes));
-            }
-        }
+        let (kernel, weight) = match repacked(&weight, n, k) {
+            Some((tiles, bytes)) => (tiles, Weights::Repacked(bytes)),
+            None => (kernel, Weights::Blocks(weight)),
+        };
         Some(CpuQMatMul {
-            weight: weights,
+            weight,
             kernel,
             n,
             k,
