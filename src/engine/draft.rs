@@ -203,10 +203,6 @@ impl Default for DraftLength {
 }
 
 impl DraftLength {
-    pub fn get(self) -> usize {
-        self.len
-    }
-
     /// How many tokens to draft now (0: step without the draft model), at most `room`.
     /// With measured costs, the length that maximizes expected tokens per second, and 0
     /// when even that is slower than plain decoding (on a small CPU a draft model costs a
@@ -318,13 +314,13 @@ mod tests {
     fn draft_length_adapts() {
         let mut d = DraftLength::default();
         d.feedback(4, 4);
-        assert_eq!(d.get(), 8);
+        assert_eq!(d.len, 8);
         d.feedback(8, 8);
-        assert_eq!(d.get(), MAX_DRAFT);
+        assert_eq!(d.len, MAX_DRAFT);
         d.feedback(10, 3);
-        assert_eq!(d.get(), 4);
+        assert_eq!(d.len, 4);
         d.feedback(4, 0);
-        assert_eq!(d.get(), MIN_DRAFT);
+        assert_eq!(d.len, MIN_DRAFT);
     }
 
     fn costs(step: f64, draft: f64, row: f64) -> DraftCosts {
