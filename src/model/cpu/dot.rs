@@ -821,14 +821,15 @@ pub(crate) mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
     use super::*;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    /// Deterministic pseudo-random weights/activations with some large outliers.
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic pseudo-random weights/activations with some large outliers (the
+    /// repacked kernels' tests too).
+    pub(in crate::model::cpu) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..n)
             .map(|i| {

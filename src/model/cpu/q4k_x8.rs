@@ -157,21 +157,10 @@ mod tests {
             return;
         }
         let (n, k, t) = (16, 768, 5);
-        let mut s = 99u32;
-        let mut v = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| {
-                    s ^= s << 13;
-                    s ^= s >> 17;
-                    s ^= s << 5;
-                    let v = (s % 2001) as f32 / 1000.0 - 1.0;
-                    if i % 89 == 0 {
-                        v * 9.0
-                    } else {
-                        v
-                    }
-                })
-                .collect()
+        let mut seed = 0;
+        let mut v = |len: usize| {
+            seed += 1;
+            dot::tests::values(len, seed)
         };
         let wt = Tensor::from_vec(v(n * k), (n, k), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&wt, GgmlDType::Q4K).unwrap();

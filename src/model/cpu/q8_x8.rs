@@ -240,21 +240,10 @@ mod tests {
             return;
         }
         let (n, k, t) = (16, 320, 5);
-        let mut s = 7u32;
-        let mut v = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| {
-                    s ^= s << 13;
-                    s ^= s >> 17;
-                    s ^= s << 5;
-                    let v = (s % 2001) as f32 / 1000.0 - 1.0;
-                    if i % 83 == 0 {
-                        v * 7.0
-                    } else {
-                        v
-                    }
-                })
-                .collect()
+        let mut seed = 0;
+        let mut v = |len: usize| {
+            seed += 1;
+            dot::tests::values(len, seed)
         };
         let x = v(t * k);
         let nb = k / QK8_0;
