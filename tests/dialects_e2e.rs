@@ -6,68 +6,8 @@
 
 mod common;
 
+use common::server::{wait_ready, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Kills the server when the test ends, pass or fail.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let model = common::test_model(common::QWEN05);
-    let bin = std::env::var_os("WICK_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(common::wick_bin);
-    let mut child = Command::new(bin)
-        .args(["serve", "--port", "0", "--ctx-size", "2048"])
-        .args(["--tool-parser", "qwen", "--api-key", "sk-test", "--model"])
-        .arg(&model)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wick serve");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("wick serve exited before printing its address")
-            .expect("read stderr");
-        if let Some(url) = line.strip_prefix("wick: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server { child, base }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let status = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16());
-        match status {
-            Ok(200) => return,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            other => panic!("server never became ready: {other:?}"),
-        }
-    }
-}
 
 /// Anthropic's clients send the key as `x-api-key`; OpenAI's as a bearer token.
 async fn anthropic(
@@ -157,7 +97,17 @@ fn weather() -> Value {
 
 #[tokio::test]
 async fn serves_anthropic_messages_and_openai_responses() {
-    let server = start_server();
+    let server = Server::start(
+        &common::test_model(common::QWEN05),
+        &[
+            "--ctx-size",
+            "2048",
+            "--tool-parser",
+            "qwen",
+            "--api-key",
+            "sk-test",
+        ],
+    );
     let client = reqwest::Client::new();
     let base = server.base.clone();
     wait_ready(&client, &base).await;

@@ -5,63 +5,8 @@
 
 mod common;
 
+use common::server::{settled_health, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(model: &std::path::Path, ctx: &str) -> Server {
-    let mut child = Command::new(common::wick_bin())
-        .args(["serve", "--port", "0", "--ctx-size", ctx, "--model"])
-        .arg(model)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wick serve");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("wick serve exited before printing its address")
-            .expect("read stderr");
-        if let Some(url) = line.strip_prefix("wick: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server { child, base }
-}
-
-/// `/health` once the load has ended: (status, body).
-async fn settled_health(client: &reqwest::Client, base: &str) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health")).send().await {
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            let loading = status == 503 && body["error"]["code"] != "model_load_failed";
-            if !loading {
-                return (status, body);
-            }
-        }
-        assert!(Instant::now() < deadline, "the load never ended");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let resp = client.post(url).json(&body).send().await.expect("request");
@@ -71,7 +16,10 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value
 
 #[tokio::test]
 async fn a_base_model_without_chat_template_serves_completions_and_refuses_chat() {
-    let server = start(&common::test_model("gemma3-270m-q4_k_m.gguf"), "1024");
+    let server = Server::start(
+        &common::test_model("gemma3-270m-q4_k_m.gguf"),
+        &["--ctx-size", "1024"],
+    );
     let client = reqwest::Client::new();
     let (status, body) = settled_health(&client, &server.base).await;
     assert_eq!(status, 200, "a model without a chat template loads: {body}");
@@ -100,7 +48,7 @@ async fn a_base_model_without_chat_template_serves_completions_and_refuses_chat(
 async fn a_context_past_the_model_fails_the_load_naming_the_flag() {
     let model = common::test_models_dir().join("synthetic/synthetic-llama.gguf");
     assert!(model.exists(), "run scripts/fetch-test-models");
-    let server = start(&model, "1000000");
+    let server = Server::start(&model, &["--ctx-size", "1000000"]);
     let client = reqwest::Client::new();
     let (status, body) = settled_health(&client, &server.base).await;
     assert_eq!(status, 503, "{body}");

@@ -4,107 +4,13 @@
 
 mod common;
 
+use common::server::{wait_ready, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The id the server serves (the file stem of the model).
 const MODEL: &str = "qwen2.5-coder-0.5b-instruct";
-
-/// Kills the server when the test ends, pass or fail.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let model = common::test_model(common::QWEN05);
-    // WICK_BIN runs another build of wick (e.g. a release binary) against these tests.
-    let bin = std::env::var_os("WICK_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(common::wick_bin);
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--ctx-size",
-            "2048",
-            "--tool-parser",
-            "qwen",
-            "--model",
-        ])
-        .arg(&model)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wick serve");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("wick serve exited before printing its address")
-            .expect("read stderr");
-        if let Some(url) = line.strip_prefix("wick: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server { child, base }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let status = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16());
-        match status {
-            Ok(200) => return,
-            Ok(503) if health_code(client, base).await.as_deref() == Some("model_load_failed") => {
-                panic!(
-                    "the model failed to load: {:?}",
-                    health_body(client, base).await
-                )
-            }
-            Ok(503) | Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            other => {
-                let body = client.get(format!("{base}/health")).send().await;
-                let text = match body {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(e) => e.to_string(),
-                };
-                panic!("server never became ready: {other:?} {text}");
-            }
-        }
-    }
-}
-
-async fn health_body(client: &reqwest::Client, base: &str) -> Option<Value> {
-    let resp = client.get(format!("{base}/health")).send().await.ok()?;
-    resp.json().await.ok()
-}
-
-async fn health_code(client: &reqwest::Client, base: &str) -> Option<String> {
-    let body = health_body(client, base).await?;
-    body["error"]["code"].as_str().map(str::to_owned)
-}
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let resp = client.post(url).json(&body).send().await.expect("request");
@@ -157,7 +63,10 @@ fn arguments(call: &Value) -> Value {
 
 #[tokio::test]
 async fn serves_the_openai_api_end_to_end() {
-    let server = start_server();
+    let server = Server::start(
+        &common::test_model(common::QWEN05),
+        &["--ctx-size", "2048", "--tool-parser", "qwen"],
+    );
     let client = reqwest::Client::new();
     let base = server.base.clone();
     wait_ready(&client, &base).await;

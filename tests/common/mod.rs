@@ -1,7 +1,9 @@
-//! Helpers shared by the integration tests: where the test models are, and the wick binary.
+//! Helpers shared by the integration tests: where the test models are, the wick binary,
+//! and `wick serve` as a child process (`server`).
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod greedy;
+pub mod server;
 
 use std::path::PathBuf;
 
