@@ -423,10 +423,8 @@ impl Worker {
                 let state = &mut slot.draft;
                 let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
                 let t0 = Instant::now();
+                // `want == 0` (drafting does not pay now) proposes nothing and runs nothing.
                 let proposed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    if want == 0 {
-                        return Ok(Proposal::NotReady);
-                    }
                     state.propose(draft, tokens, want, greedy, drafts, dists)
                 }));
                 match proposed {
