@@ -14,6 +14,7 @@
 //! long prompt does not stall the stream.
 
 use super::sampler::{argmax, Sampler};
+use super::spec_costs::{best_length, SpecCosts};
 use super::SamplingParams;
 use crate::model::{KvCache, Model, ModelError};
 use candle_core::{DType, Device, Tensor};
@@ -168,7 +169,7 @@ impl DraftState {
 }
 
 /// The adaptive draft length: doubles while whole drafts are accepted, falls to just past
-/// what was accepted on a rejection. Within that bound, `DraftCosts` decides whether
+/// what was accepted on a rejection. Within that bound, `SpecCosts` decides whether
 /// drafting pays at all and how far (see `want`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DraftLength {
@@ -207,7 +208,7 @@ impl DraftLength {
     /// With measured costs, the length that maximizes expected tokens per second, and 0
     /// when even that is slower than plain decoding (on a small CPU a draft model costs a
     /// large share of a target step, and free-form text is guessed too rarely to pay).
-    pub fn want(&mut self, costs: &DraftCosts, room: usize) -> usize {
+    pub fn want(&mut self, costs: &SpecCosts, room: usize) -> usize {
         if self.paused > 0 {
             self.paused -= 1;
             return 0;
@@ -228,27 +229,15 @@ impl DraftLength {
         if seen < 4.0 {
             return cap;
         }
-        let p = (self.accepted / seen).min(0.99);
-        let plain = 1.0 / step;
-        let mut best = (0, plain);
-        let mut expected = 1.0f64; // tokens per verification: 1 + p + p² + … + p^k
-        let mut pk = 1.0f64;
-        for k in 1..=cap {
-            pk *= p as f64;
-            expected += pk;
-            let speed = expected / (step + k as f64 * (draft + row));
-            if speed > best.1 {
-                best = (k, speed);
-            }
-        }
-        if best.0 == 0 {
+        let best = best_length(f64::from(self.accepted / seen), step, draft, row, cap);
+        if best == 0 {
             self.paused = self.next_pause;
             self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
             self.probe = true;
         } else {
             self.next_pause = FIRST_PAUSE;
         }
-        best.0
+        best
     }
 
     pub fn feedback(&mut self, proposed: usize, accepted: usize) {
@@ -260,33 +249,6 @@ impl DraftLength {
         // Recent drafts weigh more: the text changes (prose, then code, then prose).
         self.accepted = self.accepted * 0.9 + accepted as f32;
         self.rejected = self.rejected * 0.9 + f32::from(accepted < proposed);
-    }
-}
-
-/// Measured wall times (seconds, moving averages) that decide whether model drafting
-/// pays on this machine: a plain one-token step of the target, one draft-model token, and
-/// each verified row beyond the first. Shared by the slots: they depend on the hardware
-/// and the models, not on the request.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct DraftCosts {
-    pub step: Ema,
-    pub draft: Ema,
-    pub row: Ema,
-}
-
-/// An exponential moving average; empty until the first sample.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Ema(Option<f64>);
-
-impl Ema {
-    pub fn add(&mut self, x: f64) {
-        if x.is_finite() && x >= 0.0 {
-            self.0 = Some(self.0.map_or(x, |m| m * 0.8 + x * 0.2));
-        }
-    }
-
-    pub fn get(self) -> Option<f64> {
-        self.0
     }
 }
 
@@ -323,8 +285,8 @@ mod tests {
         assert_eq!(d.len, MIN_DRAFT);
     }
 
-    fn costs(step: f64, draft: f64, row: f64) -> DraftCosts {
-        let mut c = DraftCosts::default();
+    fn costs(step: f64, draft: f64, row: f64) -> SpecCosts {
+        let mut c = SpecCosts::default();
         c.step.add(step);
         c.draft.add(draft);
         c.row.add(row);
@@ -365,8 +327,8 @@ mod tests {
         assert!(cheap.want(&costs(0.065, 0.002, 0.001), 100) > 0);
         // No plain step timed yet: one runs first. Then, until drafts are timed too, the
         // adaptive length as before.
-        assert_eq!(DraftLength::default().want(&DraftCosts::default(), 100), 0);
-        let mut step_only = DraftCosts::default();
+        assert_eq!(DraftLength::default().want(&SpecCosts::default(), 100), 0);
+        let mut step_only = SpecCosts::default();
         step_only.step.add(0.065);
         assert_eq!(DraftLength::default().want(&step_only, 100), FIRST_DRAFT);
     }

@@ -6,9 +6,14 @@
 //! Must not depend on the model or the sampler: verification lives in the worker.
 //!
 //! The draft length adapts: it grows while whole drafts are accepted and shrinks to just
-//! past what was accepted when one is rejected. When drafts keep failing, drafting pauses
-//! for a number of steps that doubles each time it does not pay, so free-form text (where
-//! lookups rarely hit) pays almost nothing.
+//! past what was accepted when one is rejected. Within that bound the measured costs
+//! decide (`spec_costs::best_length`): each n-gram length keeps its own acceptance
+//! estimate (a 4-token match in a file being rewritten is right far more often than a
+//! 2-token match in prose), and a length whose drafts do not pay on this machine stops
+//! drafting, with a pause that doubles while it keeps not paying and one short probe
+//! after each, so free-form text costs almost nothing.
+
+use super::spec_costs::{best_length, SpecCosts};
 
 /// Longest and shortest n-gram matched against the history.
 const MAX_NGRAM: usize = 4;
@@ -18,58 +23,127 @@ const MIN_NGRAM: usize = 2;
 /// types without wick's own kernels, 16 rows switch to a dense GEMM whose sums differ).
 const MIN_DRAFT: usize = 2;
 const MAX_DRAFT: usize = 14;
+const FIRST_DRAFT: usize = 4;
 /// How far back the history is searched (bounded work per step on long prompts).
 const MAX_SEARCH: usize = 16_384;
-/// Acceptance below this fraction of proposed tokens (over the recent window) pauses
-/// drafting; the pause doubles up to `MAX_PAUSE` steps while it keeps not paying.
-/// Measured (0.5B, 2 threads): a verification of ~4 rows costs ~2.2 one-token steps, so
-/// drafts pay only from ~40% acceptance; at 0.2 a counting prompt (23% accepted) decoded
-/// at 20 tok/s against 28.6 without drafting. The window is short so a request that does
-/// not pay stops drafting within a few steps.
-const MIN_ACCEPT_RATE: f32 = 0.5;
-const WINDOW: usize = 16;
+/// Matches skipped after drafts of one n-gram length were found not to pay, doubling up
+/// to the maximum while they keep not paying.
+const FIRST_PAUSE: usize = 8;
 const MAX_PAUSE: usize = 256;
+/// Weight of older drafts in the acceptance estimate (per draft of the same length).
+const DECAY: f32 = 0.9;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LookupDrafter {
     draft_len: usize,
-    /// Proposed and accepted tokens over the recent window (decayed by halving).
-    recent_proposed: usize,
-    recent_accepted: usize,
-    /// Steps left without drafting, and the next pause length.
+    /// Per n-gram length (index `n - MIN_NGRAM`): what its drafts earned.
+    by_ngram: [Evidence; MAX_NGRAM - MIN_NGRAM + 1],
+    /// The n-gram length of the draft being verified, and where in the history it was
+    /// copied from.
+    pending: Option<(usize, usize)>,
+    /// Where the history holds the token expected after the last draft's accepted part:
+    /// when the model did produce it, the next draft copies on from the same place.
+    follow: Option<usize>,
+}
+
+/// Drafts of one n-gram length: tokens accepted, and drafts cut short by a rejection
+/// (decayed), so `accepted / (accepted + rejected)` estimates the chance that the next
+/// draft token is right given the ones before it were.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    accepted: f32,
+    rejected: f32,
+    /// Matches left to skip, the next such pause, and whether one probe is due.
     paused: usize,
     next_pause: usize,
+    probe: bool,
+}
+
+impl Evidence {
+    /// A prior worth a couple of drafts: longer matches start out more trusted.
+    fn prior(n: usize) -> Self {
+        Evidence {
+            accepted: (n - 1) as f32,
+            rejected: 1.0,
+            paused: 0,
+            next_pause: FIRST_PAUSE,
+            probe: false,
+        }
+    }
+
+    /// How many of at most `cap` tokens to draft from a match of this length.
+    fn want(&mut self, costs: &SpecCosts, cap: usize) -> usize {
+        if self.paused > 0 {
+            self.paused -= 1;
+            return 0;
+        }
+        if std::mem::take(&mut self.probe) {
+            return cap.min(MIN_DRAFT);
+        }
+        // Until a plain step and a verification are timed, the adaptive length alone.
+        let (Some(step), Some(row)) = (costs.step.get(), costs.row.get()) else {
+            return cap;
+        };
+        let p = f64::from(self.accepted / (self.accepted + self.rejected));
+        let k = best_length(p, step, 0.0, row, cap);
+        if k == 0 {
+            self.paused = self.next_pause;
+            self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
+            self.probe = true;
+        } else {
+            self.next_pause = FIRST_PAUSE;
+        }
+        k
+    }
+
+    fn feedback(&mut self, proposed: usize, accepted: usize) {
+        self.accepted = self.accepted * DECAY + accepted as f32;
+        self.rejected = self.rejected * DECAY + f32::from(u8::from(accepted < proposed));
+    }
 }
 
 impl Default for LookupDrafter {
     fn default() -> Self {
         LookupDrafter {
-            draft_len: 4,
-            recent_proposed: 0,
-            recent_accepted: 0,
-            paused: 0,
-            next_pause: 8,
+            draft_len: FIRST_DRAFT,
+            by_ngram: std::array::from_fn(|i| Evidence::prior(i + MIN_NGRAM)),
+            pending: None,
+            follow: None,
         }
     }
 }
 
 impl LookupDrafter {
     /// Fills `out` with up to `limit` draft tokens to follow `history`, or leaves it empty
-    /// (no match, drafting paused, or `limit == 0`).
-    pub fn propose(&mut self, history: &[u32], limit: usize, out: &mut Vec<u32>) {
+    /// (no match, drafting does not pay now, or `limit == 0`).
+    pub fn propose(
+        &mut self,
+        history: &[u32],
+        limit: usize,
+        costs: &SpecCosts,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
-        if self.paused > 0 {
-            self.paused -= 1;
+        let cap = self.draft_len.min(limit);
+        if cap == 0 {
             return;
         }
-        let want = self.draft_len.min(limit);
+        // A copy in progress goes on from where it was (the most recent match of the last
+        // few tokens is often an earlier repeat of them, with another continuation).
+        let followed = self.follow.take().and_then(|f| {
+            let last = *history.last()?;
+            (f + 1 < history.len() && history[f] == last).then_some((f + 1, MAX_NGRAM))
+        });
+        let Some((start, n)) = followed.or_else(|| find_continuation(history)) else {
+            return;
+        };
+        let want = self.by_ngram[n - MIN_NGRAM].want(costs, cap);
         if want == 0 {
             return;
         }
-        if let Some(start) = find_continuation(history) {
-            let end = (start + want).min(history.len());
-            out.extend_from_slice(&history[start..end]);
-        }
+        let end = (start + want).min(history.len());
+        out.extend_from_slice(&history[start..end]);
+        self.pending = Some((n, start));
     }
 
     /// Reports how many of `proposed` draft tokens the model accepted.
@@ -82,27 +156,18 @@ impl LookupDrafter {
         } else {
             (accepted + 1).clamp(MIN_DRAFT, MAX_DRAFT)
         };
-        self.recent_proposed += proposed;
-        self.recent_accepted += accepted;
-        if self.recent_proposed >= WINDOW {
-            let rate = self.recent_accepted as f32 / self.recent_proposed as f32;
-            if rate < MIN_ACCEPT_RATE {
-                self.paused = self.next_pause;
-                self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
-            } else {
-                self.next_pause = 8;
-            }
-            self.recent_proposed /= 2;
-            self.recent_accepted /= 2;
+        if let Some((n, start)) = self.pending.take() {
+            self.by_ngram[n - MIN_NGRAM].feedback(proposed, accepted);
+            self.follow = Some(start + accepted);
         }
     }
 }
 
 /// Where the continuation of the longest recent n-gram match starts: for `n` from
 /// `MAX_NGRAM` down to `MIN_NGRAM`, the most recent earlier occurrence of the last `n`
-/// tokens, and the index just after it. `None` when nothing matches or the match has no
-/// continuation.
-fn find_continuation(history: &[u32]) -> Option<usize> {
+/// tokens: the index just after it, and `n`. `None` when nothing matches or the match has
+/// no continuation.
+fn find_continuation(history: &[u32]) -> Option<(usize, usize)> {
     let len = history.len();
     for n in (MIN_NGRAM..=MAX_NGRAM).rev() {
         if len <= n {
@@ -115,7 +180,7 @@ fn find_continuation(history: &[u32]) -> Option<usize> {
         while start > lo {
             start -= 1;
             if history[start..start + n] == *tail && start + n < len {
-                return Some(start + n);
+                return Some((start + n, n));
             }
         }
     }
@@ -126,45 +191,91 @@ fn find_continuation(history: &[u32]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn untimed() -> SpecCosts {
+        SpecCosts::default()
+    }
+
+    /// The 0.5B on 2 CPUs: a step ~30 ms, each verified row beyond the first ~6 ms.
+    fn small_cpu() -> SpecCosts {
+        let mut c = SpecCosts::default();
+        c.step.add(0.030);
+        c.row.add(0.006);
+        c
+    }
+
     #[test]
     fn proposes_what_followed_the_last_ngram() {
         // "a b c d e ... a b c" -> propose "d e".
         let h = [1, 2, 3, 4, 5, 9, 9, 1, 2, 3];
         let mut d = LookupDrafter::default();
         let mut out = Vec::new();
-        d.propose(&h, 2, &mut out);
+        d.propose(&h, 2, &untimed(), &mut out);
         assert_eq!(out, vec![4, 5]);
+        d.propose(&h, 2, &small_cpu(), &mut out);
+        assert_eq!(out, vec![4, 5], "a fresh 3-gram match pays on a small CPU");
     }
 
     #[test]
     fn prefers_the_longest_and_most_recent_match() {
         // The 2-gram (7, 3) occurs twice; the 3-gram (6, 7, 3) only once, earlier.
         let h = [6, 7, 3, 10, 0, 7, 3, 11, 0, 6, 7, 3];
-        assert_eq!(find_continuation(&h), Some(3));
+        assert_eq!(find_continuation(&h), Some((3, 3)));
         let h = [7, 3, 10, 0, 7, 3, 11, 0, 7, 3];
         // The 3-gram (0, 7, 3) occurred at 3 -> its continuation 11 is at index 6.
-        assert_eq!(find_continuation(&h), Some(6));
+        assert_eq!(find_continuation(&h), Some((6, 3)));
+        // Only a 2-gram: (9, 3) at 0.
+        assert_eq!(find_continuation(&[9, 3, 5, 1, 9, 3]), Some((2, 2)));
     }
 
     #[test]
     fn no_match_and_short_history_give_nothing() {
         let mut d = LookupDrafter::default();
         let mut out = vec![42];
-        d.propose(&[1, 2, 3, 4, 5], 8, &mut out);
+        let costs = untimed();
+        d.propose(&[1, 2, 3, 4, 5], 8, &costs, &mut out);
         assert!(out.is_empty());
-        d.propose(&[1], 8, &mut out);
+        d.propose(&[1], 8, &costs, &mut out);
         assert!(out.is_empty());
-        d.propose(&[], 8, &mut out);
+        d.propose(&[], 8, &costs, &mut out);
         assert!(out.is_empty());
         // A limit of 0 (e.g. max_tokens reached) proposes nothing.
-        d.propose(&[1, 2, 3, 1, 2], 0, &mut out);
+        d.propose(&[1, 2, 3, 1, 2], 0, &costs, &mut out);
         assert!(out.is_empty());
+    }
+
+    /// Copying a file whose lines repeat: the most recent match of the last tokens is an
+    /// earlier repeat in the copy, but an accepted draft goes on from where it was copied.
+    #[test]
+    fn a_copy_goes_on_from_where_it_was() {
+        // Source: "7 1 2 3 4 8 ... 1 2 3 4 9" (the 4-gram 1 2 3 4 twice, then 5 6).
+        let mut h: Vec<u32> = vec![7, 1, 2, 3, 4, 8, 0, 1, 2, 3, 4, 9, 5, 6, 50];
+        // The copy has reached the second "1 2 3 4": the newest match continues with 9.
+        h.extend([7, 1, 2, 3, 4, 8, 0, 1]);
+        let mut d = LookupDrafter::default();
+        let mut out = Vec::new();
+        d.propose(&h, 2, &untimed(), &mut out);
+        assert_eq!(out, vec![2, 3], "from the newest match of (8, 0, 1)");
+        let from = d.pending.unwrap().1;
+        assert_eq!(from, 8);
+        d.feedback(2, 2);
+        h.extend([2, 3, 4]); // the two drafts and the model's next token
+        d.propose(&h, 4, &untimed(), &mut out);
+        assert_eq!(
+            out,
+            vec![9, 5, 6, 50],
+            "followed on, not the newer 1 2 3 4 -> 8"
+        );
+        // A rejected draft token ends the copy: the next draft searches again.
+        d.feedback(4, 1);
+        h.extend([9, 42]);
+        d.propose(&h, 4, &untimed(), &mut out);
+        assert!(out.is_empty(), "(9, 42) occurs nowhere before");
     }
 
     #[test]
     fn draft_length_grows_on_acceptance_and_shrinks_on_rejection() {
         let mut d = LookupDrafter::default();
-        assert_eq!(d.draft_len, 4);
+        assert_eq!(d.draft_len, FIRST_DRAFT);
         d.feedback(4, 4);
         assert_eq!(d.draft_len, 8);
         d.feedback(8, 8);
@@ -176,24 +287,40 @@ mod tests {
         assert_eq!(d.draft_len, MIN_DRAFT);
     }
 
+    /// Prose: 2-token matches whose drafts keep failing stop drafting (with a doubling
+    /// pause and a probe after it), while 4-token matches that keep being right go on.
     #[test]
-    fn drafting_pauses_when_it_does_not_pay() {
-        let h: Vec<u32> = [1, 2, 3].repeat(10);
+    fn drafting_stops_where_it_does_not_pay_and_goes_on_where_it_does() {
+        let costs = small_cpu();
+        let prose: Vec<u32> = vec![5, 6, 1, 9, 9, 9, 5, 6]; // only the 2-gram (5, 6) recurs
+        let code: Vec<u32> = [1, 2, 3, 4, 5, 6, 7, 8].repeat(3); // 4-gram matches
         let mut d = LookupDrafter::default();
         let mut out = Vec::new();
-        for _ in 0..20 {
-            d.feedback(2, 0);
+        let mut drafted = 0;
+        for _ in 0..40 {
+            d.propose(&prose, 8, &costs, &mut out);
+            if !out.is_empty() {
+                drafted += 1;
+                d.feedback(out.len(), 0);
+            }
         }
         assert!(
-            d.paused > 0,
-            "drafting should pause after a run of rejections"
+            (2..=6).contains(&drafted),
+            "{drafted} failing prose drafts in 40 steps"
         );
-        let pause = d.paused;
-        for _ in 0..pause {
-            d.propose(&h, 8, &mut out);
-            assert!(out.is_empty());
+        let ev = d.by_ngram[0];
+        assert!(ev.paused > 0 || ev.probe, "2-gram drafting is paused");
+        for _ in 0..20 {
+            d.propose(&code, 8, &costs, &mut out);
+            assert!(!out.is_empty(), "4-gram drafts that pay go on");
+            let n = out.len();
+            d.feedback(n, n);
         }
-        d.propose(&h, 8, &mut out);
-        assert!(!out.is_empty(), "drafting resumes after the pause");
+        assert_eq!(d.draft_len, MAX_DRAFT);
+        assert_eq!(out.len(), 8, "as long as the limit allows");
+        // Untimed (no plain step measured yet), the adaptive length alone.
+        let mut fresh = LookupDrafter::default();
+        fresh.propose(&code, 14, &untimed(), &mut out);
+        assert_eq!(out.len(), FIRST_DRAFT);
     }
 }

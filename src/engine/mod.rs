@@ -6,7 +6,8 @@
 //! Files: `handle.rs` (admission, the public `Handle`), `worker.rs` (the step loop:
 //! chunked prefill interleaved with decode), `slot.rs` (one active sequence),
 //! `prefix_cache.rs` (KV of finished sequences kept for prefix reuse), `lookup.rs` and
-//! `draft.rs` (speculative drafters), `speculate.rs` (verifying their drafts), `pacer.rs` (how
+//! `draft.rs` (speculative drafters), `spec_costs.rs` (the draft length that pays on this
+//! machine), `speculate.rs` (verifying their drafts), `pacer.rs` (how
 //! much prompt a step may run beside decode), `sampler.rs`,
 //! `stop.rs` (stop ids, stop strings, length), `threads.rs` (CPU pools). Text comes from
 //! `tokenizer::detok`.
@@ -22,6 +23,7 @@ mod pacer;
 mod prefix_cache;
 pub mod sampler;
 mod slot;
+mod spec_costs;
 pub mod speculate;
 pub mod stop;
 pub mod threads;

@@ -10,13 +10,14 @@
 //! too far behind is cancelled, see `EngineOptions::event_buffer`) and never panics on bad
 //! input (a model error fails that request only).
 
-use super::draft::{DraftCosts, DraftModel, Proposal};
+use super::draft::{DraftModel, Proposal};
 use super::handle::{Shared, StatCounters};
 use super::logprobs;
 use super::pacer::Pacer;
 use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
 use super::slot::{chunk_len, Sequence, Slot};
+use super::spec_costs::SpecCosts;
 use super::speculate::{Method, Speculation, SpeculativeMode, Verdict};
 use super::stop::{length_limit, StopIds, StopStrings};
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
@@ -63,7 +64,7 @@ pub(crate) fn spawn(
         drafts: Vec::new(),
         dists: Vec::new(),
         verify: Vec::new(),
-        draft_costs: DraftCosts::default(),
+        spec_costs: SpecCosts::default(),
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
@@ -76,7 +77,7 @@ struct Worker {
     /// The draft model (`--draft-model`), when speculative decoding uses one.
     draft: Option<DraftModel>,
     /// What a plain step, a draft token and a verified row cost here (decides drafting).
-    draft_costs: DraftCosts,
+    spec_costs: SpecCosts,
     tokenizer: Arc<Tokenizer>,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
@@ -128,8 +129,8 @@ impl Worker {
             let lone = prefill == 0 && decode_rows == 1;
             if !(lone && self.run_speculative()) {
                 self.run_step();
-                if lone && self.draft.is_some() {
-                    self.draft_costs.step.add(started.elapsed().as_secs_f64());
+                if lone {
+                    self.spec_costs.step.add(started.elapsed().as_secs_f64());
                 }
             }
             StatCounters::add(&self.shared.stats.prefill_tokens, prefill as u64);
@@ -413,12 +414,12 @@ impl Worker {
         if mode.uses_lookup() {
             seq.spec
                 .drafter
-                .propose(&slot.tokens, room, &mut self.drafts);
+                .propose(&slot.tokens, room, &self.spec_costs, &mut self.drafts);
         }
         if self.drafts.is_empty() && mode.uses_draft_model() {
             if let Some(draft) = self.draft.as_ref() {
                 method = Method::Draft;
-                let want = seq.spec.draft_len.want(&self.draft_costs, room);
+                let want = seq.spec.draft_len.want(&self.spec_costs, room);
                 let greedy = slot.sampler.is_greedy() || seq.constraint.is_some();
                 let state = &mut slot.draft;
                 let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
@@ -430,7 +431,7 @@ impl Worker {
                 match proposed {
                     Ok(Ok(Proposal::Drafted)) if !drafts.is_empty() && state.was_steady() => {
                         let per_token = t0.elapsed().as_secs_f64() / drafts.len() as f64;
-                        self.draft_costs.draft.add(per_token);
+                        self.spec_costs.draft.add(per_token);
                     }
                     Ok(Ok(Proposal::Drafted)) => {}
                     // Catching up, or the draft model failed: this step goes without a
@@ -459,12 +460,20 @@ impl Worker {
                 .and_then(|l| Ok(l.to_device(&candle_core::Device::Cpu)?))
         }));
         // The cost of each row beyond the first, against a plain step.
-        if let Some(step) = self.draft_costs.step.get() {
-            let extra = t0.elapsed().as_secs_f64() - step;
-            self.draft_costs
+        let took = t0.elapsed().as_secs_f64();
+        if let Some(step) = self.spec_costs.step.get() {
+            let extra = took - step;
+            self.spec_costs
                 .row
                 .add(extra.max(0.0) / (tokens.len() - 1) as f64);
         }
+        tracing::trace!(
+            rows = tokens.len(),
+            took_ms = took * 1e3,
+            step_ms = self.spec_costs.step.get().map(|s| s * 1e3),
+            row_ms = self.spec_costs.row.get().map(|s| s * 1e3),
+            "verified a draft"
+        );
         let rows = match result {
             Ok(Ok(l)) => (0..tokens.len())
                 .map(|r| l.get(r))

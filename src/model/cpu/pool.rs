@@ -83,6 +83,11 @@ impl Pool {
         }
     }
 
+    /// Threads that run work (the caller's included).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// Runs `f` over `0..len` in chunks on all threads; returns when all of it is done.
     pub fn run(&self, len: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
         if len == 0 {

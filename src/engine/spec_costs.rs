@@ -1,0 +1,84 @@
+//! What speculative decoding costs on this machine, and the draft length that pays most.
+//! Both drafters (prompt lookup and the draft model) verify their drafts the same way: one
+//! pass of the target over the next token and `k` draft tokens. Whether that beats plain
+//! decoding depends on the hardware (on a small CPU every verified row costs a fair share
+//! of a one-token step; on a GPU almost nothing) and on how often drafts are right, so
+//! the worker measures the costs and each drafter estimates its own acceptance.
+//! Must not depend on the model or the server.
+
+/// Measured wall times (seconds, moving averages): a plain one-token step of the target,
+/// one draft-model token, and each verified row beyond the first. Shared by the slots:
+/// they depend on the hardware and the models, not on the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SpecCosts {
+    pub step: Ema,
+    pub draft: Ema,
+    pub row: Ema,
+}
+
+/// An exponential moving average; empty until the first sample.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Ema(Option<f64>);
+
+impl Ema {
+    pub fn add(&mut self, x: f64) {
+        if x.is_finite() && x >= 0.0 {
+            self.0 = Some(self.0.map_or(x, |m| m * 0.8 + x * 0.2));
+        }
+    }
+
+    pub fn get(self) -> Option<f64> {
+        self.0
+    }
+}
+
+/// The draft length `k` in `0..=cap` with the most expected tokens per second, when each
+/// draft token is accepted with probability `p` (given the ones before it were) and costs
+/// `per_token` seconds to make: a verification yields 1 + p + … + p^k tokens for
+/// `step + k * (per_token + row)` seconds. 0 means plain decoding is faster.
+pub(crate) fn best_length(p: f64, step: f64, per_token: f64, row: f64, cap: usize) -> usize {
+    let p = p.clamp(0.0, 0.99);
+    let mut best = (0, 1.0 / step);
+    let mut expected = 1.0f64;
+    let mut pk = 1.0f64;
+    for k in 1..=cap {
+        pk *= p;
+        expected += pk;
+        let speed = expected / (step + k as f64 * (per_token + row));
+        if speed > best.1 {
+            best = (k, speed);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longer_drafts_pay_only_when_they_are_likely_right() {
+        // A verified row at a fifth of a step (the 0.5B on 2 CPUs): a lookup draft that is
+        // right 95% of the time pays for about ten tokens, one right 15% of the time for none.
+        let k = best_length(0.95, 0.030, 0.0, 0.006, 14);
+        assert!((6..=14).contains(&k), "{k}");
+        assert_eq!(best_length(0.15, 0.030, 0.0, 0.006, 14), 0);
+        // Rows that cost almost nothing (a GPU) make even weak drafts worth a token or two.
+        assert!(best_length(0.3, 0.030, 0.0, 0.0003, 14) >= 1);
+        // The cap holds.
+        assert_eq!(best_length(0.99, 0.030, 0.0, 0.0001, 3), 3);
+        assert_eq!(best_length(0.99, 0.030, 0.0, 0.0001, 0), 0);
+    }
+
+    #[test]
+    fn ema_ignores_nonsense_samples() {
+        let mut e = Ema::default();
+        assert_eq!(e.get(), None);
+        e.add(f64::NAN);
+        e.add(-1.0);
+        assert_eq!(e.get(), None);
+        e.add(1.0);
+        e.add(2.0);
+        assert!((e.get().unwrap() - 1.2).abs() < 1e-12);
+    }
+}
