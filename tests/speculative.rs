@@ -33,6 +33,9 @@ fn options(speculative: SpeculativeMode) -> EngineOptions {
         max_queue: 4,
         ctx_size: 2048,
         speculative,
+        // Every proposal verified: these tests check exactness under drafting, wherever
+        // drafting would pay on this machine.
+        draft_always: true,
         ..EngineOptions::default()
     }
 }

@@ -349,6 +349,7 @@ pub fn load_backend(args: &ServeArgs, model: &ResolvedModel) -> crate::Result<Ar
             cache_bytes: args.cache_ram.saturating_mul(1 << 20),
             event_buffer: args.stream_buffer,
             speculative,
+            draft_always: false,
         },
         draft,
     )?;

@@ -214,6 +214,9 @@ impl DraftLength {
             return 0;
         }
         let cap = self.len.min(room);
+        if costs.always {
+            return cap;
+        }
         if std::mem::take(&mut self.probe) {
             return cap.min(MIN_DRAFT);
         }

@@ -42,6 +42,10 @@ pub struct EngineOptions {
     pub event_buffer: usize,
     /// Draft tokens verified in one forward pass (`--speculative`).
     pub speculative: SpeculativeMode,
+    /// Draft wherever a drafter has a proposal, ignoring the measured costs (tests of
+    /// exactness under drafting). By default drafting follows what pays on this machine
+    /// (`spec_costs.rs`).
+    pub draft_always: bool,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +59,7 @@ impl Default for EngineOptions {
             cache_bytes: 512 << 20,
             event_buffer: 1024,
             speculative: SpeculativeMode::default(),
+            draft_always: false,
         }
     }
 }

@@ -73,6 +73,9 @@ impl Evidence {
 
     /// How many of at most `cap` tokens to draft from a match of this length.
     fn want(&mut self, costs: &SpecCosts, cap: usize) -> usize {
+        if costs.always {
+            return cap;
+        }
         if self.paused > 0 {
             self.paused -= 1;
             return 0;

@@ -14,6 +14,8 @@ pub(crate) struct SpecCosts {
     pub step: Ema,
     pub draft: Ema,
     pub row: Ema,
+    /// Draft whatever the costs (`EngineOptions::draft_always`).
+    pub always: bool,
 }
 
 /// An exponential moving average; empty until the first sample.

@@ -47,6 +47,10 @@ pub(crate) fn spawn(
 ) -> Result<JoinHandle<()>, EngineError> {
     let eog = tokenizer.eog_ids().to_vec();
     let slots = (0..shared.opts.parallel).map(|_| Slot::default()).collect();
+    let spec_costs = SpecCosts {
+        always: shared.opts.draft_always,
+        ..SpecCosts::default()
+    };
     let mut w = Worker {
         model,
         draft,
@@ -64,7 +68,7 @@ pub(crate) fn spawn(
         drafts: Vec::new(),
         dists: Vec::new(),
         verify: Vec::new(),
-        spec_costs: SpecCosts::default(),
+        spec_costs,
     };
     std::thread::Builder::new()
         .name("wick-engine".into())
