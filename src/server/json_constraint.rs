@@ -10,8 +10,13 @@
 
 use crate::engine::Constraint;
 
-/// Deepest nesting accepted (one bit of `stack` per level).
-const MAX_DEPTH: u32 = 128;
+/// Deepest nesting accepted (one bit of `stack` per level): serde_json's recursion limit,
+/// which refuses a 128th level (and wick reads tool arguments with serde_json).
+const MAX_DEPTH: u32 = 127;
+/// Largest decimal magnitude of a number's first non-zero digit (with its exponent): every
+/// number below 1e308 is a finite f64, and serde_json refuses one that overflows to
+/// infinity ("number out of range", from about 1.8e308 on).
+const MAX_MAGNITUDE: i64 = 307;
 /// Longest run of whitespace between tokens: stops a model from padding forever.
 const MAX_WHITESPACE_RUN: u8 = 32;
 
@@ -33,23 +38,64 @@ enum Lex {
     Str {
         key: bool,
         esc: Esc,
-        utf8_left: u8,
+        utf8: Utf8,
     },
     /// Inside `true`/`false`/`null`: the word and how much of it was read.
     Word {
         word: &'static [u8],
         pos: u8,
     },
-    Num(Num),
+    Num(Number),
     Done,
+}
+
+/// Inside a multi-byte UTF-8 character: how many continuation bytes are still due, and the
+/// range the next one must be in (narrower than 0x80..=0xBF after the lead bytes E0, ED,
+/// F0 and F4: no overlong forms, no UTF-16 surrogates, nothing past U+10FFFF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Utf8 {
+    left: u8,
+    lo: u8,
+    hi: u8,
+}
+
+impl Utf8 {
+    const NONE: Utf8 = Utf8 {
+        left: 0,
+        lo: 0x80,
+        hi: 0xBF,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Esc {
     None,
     Backslash,
-    /// Inside `\uXXXX`: hex digits still expected.
-    Hex(u8),
+    /// Inside `\uXXXX`: hex digits still expected, and what the code unit may still be.
+    Hex(u8, Unit),
+    /// After a high surrogate's `\uD800`-`\uDBFF`: the `\` of its low surrogate is due.
+    LowBackslash,
+    /// The `u` of the low surrogate is due.
+    LowU,
+}
+
+/// What a `\uXXXX` escape may still turn out to be: JSON text encodes a character past
+/// U+FFFF as a UTF-16 surrogate pair, and a lone surrogate is refused by serde_json (and
+/// is no character at all), so a high surrogate must be followed at once by a low one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// Any code unit but a surrogate, or a high one (first digit not read yet).
+    Any,
+    /// The first digit was D: the second says whether it is a surrogate.
+    D,
+    /// Not a surrogate.
+    Plain,
+    /// A high surrogate (D800-DBFF): a low one must follow.
+    High,
+    /// The escape after a high surrogate: its first digit must be D.
+    LowFirst,
+    /// ...and its second C-F.
+    LowSecond,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +114,40 @@ impl Num {
     /// Whether a number may end in this state.
     fn can_end(self) -> bool {
         matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
+    }
+}
+
+/// A number being read: where in its grammar, and enough of its value to refuse one that
+/// is not a finite f64 (see `MAX_MAGNITUDE`) at the digit that makes it so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Number {
+    at: Num,
+    /// Whether a non-zero digit was read (a zero significand is 0 whatever its exponent).
+    nonzero: bool,
+    /// The decimal magnitude of the first non-zero digit; while every digit read is a zero,
+    /// the magnitude the next non-zero fraction digit would have.
+    magnitude: i64,
+    /// The exponent's sign was `-` (any value is then finite: it may only underflow to 0).
+    negative_exp: bool,
+    /// The exponent's value so far (saturating).
+    exp: i64,
+}
+
+impl Number {
+    fn new(at: Num, nonzero: bool) -> Number {
+        Number {
+            at,
+            nonzero,
+            magnitude: 0,
+            negative_exp: false,
+            exp: 0,
+        }
+    }
+
+    fn too_large(&self) -> bool {
+        self.nonzero
+            && !self.negative_exp
+            && self.magnitude.saturating_add(self.exp) > MAX_MAGNITUDE
     }
 }
 
@@ -154,7 +234,7 @@ impl JsonObjectMachine {
                 self.lex = Lex::Str {
                     key: false,
                     esc: Esc::None,
-                    utf8_left: 0,
+                    utf8: Utf8::NONE,
                 };
                 true
             }
@@ -162,15 +242,15 @@ impl JsonObjectMachine {
             b'f' => self.word(b"false"),
             b'n' => self.word(b"null"),
             b'-' => {
-                self.lex = Lex::Num(Num::Minus);
+                self.lex = Lex::Num(Number::new(Num::Minus, false));
                 true
             }
             b'0' => {
-                self.lex = Lex::Num(Num::Zero);
+                self.lex = Lex::Num(Number::new(Num::Zero, false));
                 true
             }
             b'1'..=b'9' => {
-                self.lex = Lex::Num(Num::Int);
+                self.lex = Lex::Num(Number::new(Num::Int, true));
                 true
             }
             _ => false,
@@ -205,7 +285,7 @@ impl JsonObjectMachine {
                     self.lex = Lex::Str {
                         key: true,
                         esc: Esc::None,
-                        utf8_left: 0,
+                        utf8: Utf8::NONE,
                     };
                     return true;
                 }
@@ -231,11 +311,7 @@ impl JsonObjectMachine {
                 b']' => self.close(true),
                 _ => false,
             },
-            Lex::Str {
-                key,
-                esc,
-                utf8_left,
-            } => self.feed_str(b, key, esc, utf8_left),
+            Lex::Str { key, esc, utf8 } => self.feed_str(b, key, esc, utf8),
             Lex::Word { word, pos } => {
                 if word.get(pos as usize) != Some(&b) {
                     return false;
@@ -252,32 +328,51 @@ impl JsonObjectMachine {
         }
     }
 
-    fn feed_str(&mut self, b: u8, key: bool, esc: Esc, utf8_left: u8) -> bool {
-        if utf8_left > 0 {
-            if b & 0xC0 != 0x80 {
+    fn feed_str(&mut self, b: u8, key: bool, esc: Esc, utf8: Utf8) -> bool {
+        if utf8.left > 0 {
+            if !(utf8.lo..=utf8.hi).contains(&b) {
                 return false;
             }
             self.lex = Lex::Str {
                 key,
                 esc,
-                utf8_left: utf8_left - 1,
+                utf8: Utf8 {
+                    left: utf8.left - 1,
+                    ..Utf8::NONE
+                },
             };
             return true;
         }
         let esc = match esc {
             Esc::Backslash => match b {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Esc::None,
-                b'u' => Esc::Hex(4),
+                b'u' => Esc::Hex(4, Unit::Any),
                 _ => return false,
             },
-            Esc::Hex(left) => {
+            Esc::LowBackslash if b == b'\\' => Esc::LowU,
+            Esc::LowU if b == b'u' => Esc::Hex(4, Unit::LowFirst),
+            Esc::LowBackslash | Esc::LowU => return false,
+            Esc::Hex(left, unit) => {
                 if !b.is_ascii_hexdigit() {
                     return false;
                 }
-                if left > 1 {
-                    Esc::Hex(left - 1)
-                } else {
-                    Esc::None
+                let digit = (b as char).to_digit(16).unwrap_or(0);
+                let unit = match (unit, digit) {
+                    (Unit::Any, 0xD) => Unit::D,
+                    (Unit::Any, _) => Unit::Plain,
+                    (Unit::D, 0x8..=0xB) => Unit::High,
+                    // A low surrogate without a high one before it.
+                    (Unit::D, 0xC..=0xF) => return false,
+                    (Unit::D, _) => Unit::Plain,
+                    (Unit::LowFirst, 0xD) => Unit::LowSecond,
+                    (Unit::LowSecond, 0xC..=0xF) => Unit::Plain,
+                    (Unit::LowFirst | Unit::LowSecond, _) => return false,
+                    (unit @ (Unit::Plain | Unit::High), _) => unit,
+                };
+                match (left, unit) {
+                    (1, Unit::High) => Esc::LowBackslash,
+                    (1, _) => Esc::None,
+                    _ => Esc::Hex(left - 1, unit),
                 }
             }
             Esc::None => match b {
@@ -288,32 +383,38 @@ impl JsonObjectMachine {
                 b'\\' => Esc::Backslash,
                 0x00..=0x1F => return false,
                 0x20..=0x7F => Esc::None,
-                // UTF-8 lead bytes (overlong 0xC0/0xC1 and > U+10FFFF excluded).
-                0xC2..=0xDF => return self.utf8(key, 1),
-                0xE0..=0xEF => return self.utf8(key, 2),
-                0xF0..=0xF4 => return self.utf8(key, 3),
+                // UTF-8 lead bytes (overlong 0xC0/0xC1 and > U+10FFFF excluded); the range
+                // of the first continuation byte excludes overlong 3- and 4-byte forms
+                // (E0, F0), UTF-16 surrogates (ED) and code points past U+10FFFF (F4).
+                0xC2..=0xDF => return self.utf8(key, 1, 0x80, 0xBF),
+                0xE0 => return self.utf8(key, 2, 0xA0, 0xBF),
+                0xED => return self.utf8(key, 2, 0x80, 0x9F),
+                0xE1..=0xEF => return self.utf8(key, 2, 0x80, 0xBF),
+                0xF0 => return self.utf8(key, 3, 0x90, 0xBF),
+                0xF4 => return self.utf8(key, 3, 0x80, 0x8F),
+                0xF1..=0xF3 => return self.utf8(key, 3, 0x80, 0xBF),
                 _ => return false,
             },
         };
         self.lex = Lex::Str {
             key,
             esc,
-            utf8_left: 0,
+            utf8: Utf8::NONE,
         };
         true
     }
 
-    fn utf8(&mut self, key: bool, continuation: u8) -> bool {
+    fn utf8(&mut self, key: bool, left: u8, lo: u8, hi: u8) -> bool {
         self.lex = Lex::Str {
             key,
             esc: Esc::None,
-            utf8_left: continuation,
+            utf8: Utf8 { left, lo, hi },
         };
         true
     }
 
-    fn feed_num(&mut self, b: u8, n: Num) -> bool {
-        let next = match (n, b) {
+    fn feed_num(&mut self, b: u8, mut n: Number) -> bool {
+        let next = match (n.at, b) {
             (Num::Minus, b'0') => Num::Zero,
             (Num::Minus, b'1'..=b'9') => Num::Int,
             (Num::Int, b'0'..=b'9') => Num::Int,
@@ -324,14 +425,35 @@ impl JsonObjectMachine {
             (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
             _ => {
                 // The number ends here; the byte belongs to what follows it.
-                if !n.can_end() {
+                if !n.at.can_end() {
                     return false;
                 }
                 self.lex = Lex::After;
                 return self.feed(b);
             }
         };
-        self.lex = Lex::Num(next);
+        match (n.at, next) {
+            (Num::Minus, Num::Int) => n.nonzero = true,
+            (Num::Int, Num::Int) => n.magnitude += 1,
+            (Num::Zero, Num::Dot) => n.magnitude = -1,
+            (_, Num::Frac) if !n.nonzero => {
+                if b == b'0' {
+                    n.magnitude = n.magnitude.saturating_sub(1);
+                } else {
+                    n.nonzero = true;
+                }
+            }
+            (Num::Exp, Num::ExpSign) => n.negative_exp = b == b'-',
+            (_, Num::ExpDigits) => {
+                n.exp = n.exp.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+            }
+            _ => {}
+        }
+        n.at = next;
+        if n.too_large() {
+            return false;
+        }
+        self.lex = Lex::Num(n);
         true
     }
 }
@@ -515,6 +637,76 @@ mod tests {
         assert!(!m.clone().feed(0xFF));
         assert!(!m.clone().feed_all(&[0xC3, 0x28]));
         assert!(m.feed_all(&[0xC3, 0xA9, b'"', b'}']) && m.is_complete());
+    }
+
+    /// What `cargo fuzz run json_constraint` found: objects the machine let complete that
+    /// serde_json refuses. Each must be refused at the byte that makes it invalid, so that
+    /// a constrained model is never left in a state with no way to finish.
+    #[test]
+    fn refuses_what_serde_json_refuses_at_the_first_bad_byte() {
+        let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let cases: Vec<(Vec<u8>, usize)> = vec![
+            // The fuzzer's first find, minimized: an overlong 4-byte form (F0 8F) in a key.
+            (b"{\"\xF0\x8F\x98\x80\":false}".to_vec(), 3),
+            // Invalid UTF-8 that is well-formed byte by byte: a surrogate (ED A0 80), overlong
+            // 3- and 4-byte forms (E0 80 80, F0 80 80 80), past U+10FFFF (F4 90 80 80).
+            (b"{\"a\":\"\xED\xA0\x80\"}".to_vec(), 7),
+            (b"{\"a\":\"\xE0\x80\x80\"}".to_vec(), 7),
+            (b"{\"a\":\"\xF0\x80\x80\x80\"}".to_vec(), 7),
+            (b"{\"a\":\"\xF4\x90\x80\x80\"}".to_vec(), 7),
+            // Lone surrogates in escapes: a low one, a high one without its low one.
+            (br#"{"a":"\uDC00"}"#.to_vec(), 9),
+            (br#"{"\udfff":1}"#.to_vec(), 5),
+            (br#"{"a":"\uD800"}"#.to_vec(), 12),
+            (br#"{"a":"\uD800x"}"#.to_vec(), 12),
+            (br#"{"a":"\uD800\u0041"}"#.to_vec(), 14),
+            (br#"{"a":"\uDBFF\uE000"}"#.to_vec(), 14),
+            (br#"{"a":"\uDBFF\uDB00"}"#.to_vec(), 15),
+            // Numbers that are no finite f64 (serde_json: "number out of range").
+            (br#"{"a":1e400}"#.to_vec(), 9),
+            (br#"{"a":1.8e308}"#.to_vec(), 11),
+            (br#"{"a":-0.001e312}"#.to_vec(), 14),
+            (
+                format!(r#"{{"a":1{}}}"#, "0".repeat(400)).into_bytes(),
+                5 + 308,
+            ),
+            // serde_json's recursion limit: 127 levels, the root object included.
+            (format!(r#"{{"a":{}}}"#, deep(127)).into_bytes(), 5 + 126),
+        ];
+        let mut wrong = Vec::new();
+        for (doc, bad) in cases {
+            let shown = String::from_utf8_lossy(&doc).into_owned();
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&doc).is_err(),
+                "{shown}"
+            );
+            let mut m = JsonObjectMachine::new();
+            if !m.feed_all(&doc[..bad]) {
+                wrong.push(format!("{shown}: refused before byte {bad}"));
+            } else if m.feed(doc[bad]) {
+                wrong.push(format!("{shown}: byte {bad} accepted"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Their valid neighbours are still accepted.
+    #[test]
+    fn accepts_surrogate_pairs_edge_utf8_and_large_finite_numbers() {
+        let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let cases = [
+            r#"{"a":"\uD83D\uDE00 \ud800\udc00 \uDBFF\uDFFF \uD7FF \uE000 \uFFFF"}"#.to_owned(),
+            "{\"a\":\"\u{D7FF}\u{E000}\u{10FFFF}\u{800}\u{10000}\"}".to_owned(),
+            // (1e308 up to f64::MAX are finite too, but refused: the bound is a magnitude.)
+            r#"{"a":[1e307, 9.999e307, -9.999e307, 0e999999, 0.000e400, -1e-99999]}"#.to_owned(),
+            r#"{"a":[0.001e310, 12.5e306, 1E+307, 0.0000000000000000000001e329]}"#.to_owned(),
+            format!(r#"{{"a":1{}}}"#, "0".repeat(307)),
+            format!(r#"{{"a":{}}}"#, deep(126)),
+        ];
+        for c in cases {
+            assert!(serde_json::from_str::<serde_json::Value>(&c).is_ok(), "{c}");
+            assert!(accepts_whole(&c), "{c}");
+        }
     }
 
     #[test]
