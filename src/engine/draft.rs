@@ -14,6 +14,8 @@
 //! long prompt does not stall the stream.
 
 use super::sampler::{argmax, Sampler};
+#[cfg(test)]
+use super::spec_costs::Ema;
 use super::spec_costs::{best_length, SpecCosts};
 use super::SamplingParams;
 use crate::model::{KvCache, Model, ModelError};
@@ -225,6 +227,12 @@ impl DraftLength {
         let Some(step) = costs.step.get() else {
             return 0;
         };
+        // Drafting has been yielding tokens more slowly than plain steps: whatever the
+        // estimate says, pause (the probe after the pause measures again).
+        if costs.draft_yield.get().is_some_and(|y| y > step) {
+            self.pause();
+            return 0;
+        }
         let seen = self.accepted + self.rejected;
         let (Some(draft), Some(row)) = (costs.draft.get(), costs.row.get()) else {
             return cap;
@@ -234,13 +242,18 @@ impl DraftLength {
         }
         let best = best_length(f64::from(self.accepted / seen), step, draft, row, cap);
         if best == 0 {
-            self.paused = self.next_pause;
-            self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
-            self.probe = true;
+            self.pause();
         } else {
             self.next_pause = FIRST_PAUSE;
         }
         best
+    }
+
+    /// Stops model drafting for the next pause (doubling), with one probe after it.
+    fn pause(&mut self) {
+        self.paused = self.next_pause;
+        self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
+        self.probe = true;
     }
 
     pub fn feedback(&mut self, proposed: usize, accepted: usize) {
@@ -274,6 +287,7 @@ fn softmax_at(logits: &[f32], i: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::spec_costs::Ema;
 
     #[test]
     fn draft_length_adapts() {
@@ -334,5 +348,22 @@ mod tests {
         let mut step_only = SpecCosts::default();
         step_only.step.add(0.065);
         assert_eq!(DraftLength::default().want(&step_only, 100), FIRST_DRAFT);
+        // The estimate says drafting pays, but drafting has been yielding a token per
+        // 80 ms against 65 ms for a plain step: pause.
+        let mut slow_yield = costs(0.065, 0.010, 0.005);
+        slow_yield.draft_yield.add(0.080);
+        let mut d = edit;
+        d.paused = 0;
+        d.probe = false;
+        assert_eq!(d.want(&slow_yield, 100), 0);
+        assert_eq!(d.paused, FIRST_PAUSE);
+        slow_yield.draft_yield = Ema::default();
+        slow_yield.draft_yield.add(0.030);
+        d.paused = 0;
+        d.probe = false;
+        assert!(
+            d.want(&slow_yield, 100) > 0,
+            "a draft that yields fast goes on"
+        );
     }
 }

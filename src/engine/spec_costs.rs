@@ -7,13 +7,16 @@
 //! Must not depend on the model or the server.
 
 /// Measured wall times (seconds, moving averages): a plain one-token step of the target,
-/// one draft-model token, and each verified row beyond the first. Shared by the slots:
-/// they depend on the hardware and the models, not on the request.
+/// one draft-model token, each verified row beyond the first, and what draft-model
+/// drafting really yielded (seconds per token, drafting and verification included: the
+/// check on the cost model, whose parts can each be measured a little low). Shared by the
+/// slots: they depend on the hardware and the models, not on the request.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SpecCosts {
     pub step: Ema,
     pub draft: Ema,
     pub row: Ema,
+    pub draft_yield: Ema,
     /// Draft whatever the costs (`EngineOptions::draft_always`).
     pub always: bool,
 }

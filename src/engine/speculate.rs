@@ -83,6 +83,10 @@ pub(crate) struct Speculation {
     dists: VecDeque<Vec<(u32, f32)>>,
     proposed: usize,
     accepted: usize,
+    /// Seconds the pending draft took to make and verify.
+    spent: f64,
+    /// A finished draft-model draft's seconds per token it yielded, for the worker.
+    yielded: Option<f64>,
 }
 
 /// What the sampled token did to the draft.
@@ -100,12 +104,14 @@ pub(crate) enum Verdict {
 impl Speculation {
     /// Records a verified draft: `drafts[j]` is followed by `rows[j]`.
     /// `dists` is empty, or holds the distribution each draft token was drawn from.
+    /// `spent`: seconds it took to make and verify.
     pub fn start(
         &mut self,
         method: Method,
         drafts: &[u32],
         rows: Vec<Tensor>,
         dists: Vec<Vec<(u32, f32)>>,
+        spent: f64,
     ) {
         debug_assert_eq!(drafts.len(), rows.len());
         debug_assert!(dists.is_empty() || dists.len() == drafts.len());
@@ -114,6 +120,13 @@ impl Speculation {
         self.dists = dists.into();
         self.proposed = drafts.len();
         self.accepted = 0;
+        self.spent = spent;
+    }
+
+    /// Seconds per token of the last finished draft-model draft (its accepted tokens and
+    /// the one sampled after them), once.
+    pub fn take_yield(&mut self) -> Option<f64> {
+        self.yielded.take()
     }
 
     /// Checks the token just sampled against the draft. On `Accepted`, `logits` is set to
@@ -172,6 +185,7 @@ impl Speculation {
                 }
                 Method::Draft => {
                     self.draft_len.feedback(self.proposed, self.accepted);
+                    self.yielded = Some(self.spent / (self.accepted + 1) as f64);
                     (
                         &counters.spec_model_draft_tokens,
                         &counters.spec_model_accepted_tokens,

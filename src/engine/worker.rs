@@ -414,6 +414,7 @@ impl Worker {
         slot.tokens.push(slot.input[0]);
         self.drafts.clear();
         self.dists.clear();
+        let started = Instant::now();
         let mut method = Method::Lookup;
         if mode.uses_lookup() {
             seq.spec
@@ -493,7 +494,8 @@ impl Worker {
                 let after = rows.split_off(1);
                 seq.logits = rows.pop();
                 let dists = std::mem::take(&mut self.dists);
-                seq.spec.start(method, &self.drafts, after, dists);
+                let spent = started.elapsed().as_secs_f64();
+                seq.spec.start(method, &self.drafts, after, dists, spent);
             }
             Err(e) => self.fail(i, e),
         }
@@ -543,7 +545,11 @@ impl Worker {
         loop {
             let id = self.sample_one(i)?;
             let seq = self.slots[i].seq.as_mut()?;
-            match seq.spec.check(id, &mut seq.logits, &self.shared.stats) {
+            let verdict = seq.spec.check(id, &mut seq.logits, &self.shared.stats);
+            if let Some(y) = seq.spec.take_yield() {
+                self.spec_costs.draft_yield.add(y);
+            }
+            match verdict {
                 Verdict::Accepted => continue,
                 Verdict::NoDraft => return Some(id),
                 Verdict::Rejected { discard } => {
