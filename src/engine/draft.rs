@@ -14,8 +14,6 @@
 //! long prompt does not stall the stream.
 
 use super::sampler::{argmax, Sampler};
-#[cfg(test)]
-use super::spec_costs::Ema;
 use super::spec_costs::{best_length, SpecCosts};
 use super::SamplingParams;
 use crate::model::{KvCache, Model, ModelError};
