@@ -1088,20 +1088,24 @@ async fn a_client_leaving_a_non_streaming_request_is_counted_once() {
 /// stream the client leaves is cancelled and counted the same way on each.
 #[tokio::test]
 async fn cancelled_streams_are_counted_the_same_on_every_endpoint() {
-    for (path, body) in [
+    // The frames to read: at least two tokens' worth after each API's opening events.
+    for (path, body, frames) in [
         (
             "/v1/chat/completions",
             json!({"messages": user("x"), "stream": true}),
+            3,
         ),
         (
             "/v1/completions",
             json!({"prompt": "x", "stream": true, "max_tokens": 400}),
+            3,
         ),
         (
             "/v1/messages",
             json!({"messages": user("x"), "stream": true, "max_tokens": 400}),
+            5,
         ),
-        ("/v1/responses", json!({"input": "x", "stream": true})),
+        ("/v1/responses", json!({"input": "x", "stream": true}), 6),
     ] {
         let backend = ScriptedBackend {
             token_delay_ms: 10,
@@ -1114,7 +1118,7 @@ async fn cancelled_streams_are_counted_the_same_on_every_endpoint() {
             .unwrap();
         let mut stream = resp.into_body().into_data_stream();
         use futures::StreamExt;
-        for _ in 0..3 {
+        for _ in 0..frames {
             stream.next().await.unwrap().unwrap();
         }
         drop(stream);
