@@ -968,6 +968,89 @@ async fn wait_cancelled(seen: &Seen) -> bool {
     false
 }
 
+/// A non-streaming Messages or Responses request whose client gives up is cancelled and
+/// counted, as chat's is.
+#[tokio::test]
+async fn a_client_leaving_a_dialect_request_is_counted() {
+    for (path, body) in [
+        (
+            "/v1/messages",
+            json!({"messages": user("x"), "max_tokens": 400}),
+        ),
+        ("/v1/responses", json!({"input": "x"})),
+    ] {
+        let backend = ScriptedBackend {
+            token_delay_ms: 10,
+            ..ScriptedBackend::new(&"x".repeat(500))
+        };
+        let (router, state, seen) = app_with(backend, None);
+        let pending = router.oneshot(post(path, with_model(body).to_string()));
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(150), pending).await;
+        assert!(
+            gave_up.is_err(),
+            "{path}: the reply came before the client left"
+        );
+        assert!(wait_cancelled(&seen).await, "{path}: generation went on");
+        for _ in 0..100 {
+            if metric(&state, "wick_requests_cancelled_total") >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            metric(&state, "wick_requests_cancelled_total"),
+            1.0,
+            "{path}"
+        );
+    }
+}
+
+/// Anthropic's `stop_sequences` are matched by the server (it must name the one that
+/// matched): the match stops the engine at once, and the generation is counted as
+/// finished, not cancelled — streaming or not.
+#[tokio::test]
+async fn a_messages_stop_sequence_stops_the_engine_and_is_counted() {
+    for stream in [false, true] {
+        let backend = ScriptedBackend {
+            token_delay_ms: 5,
+            ..ScriptedBackend::new(&format!("abc END{}", "x".repeat(400)))
+        };
+        let (router, state, seen) = app_with(backend, None);
+        let body = with_model(json!({"messages": user("x"), "max_tokens": 400,
+            "stop_sequences": ["END"], "stream": stream}));
+        let (s, text) = send(router, post("/v1/messages", body.to_string())).await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        let (end, answer) = if stream {
+            let events: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
+            let answer: String = events
+                .iter()
+                .filter_map(|e| e["delta"]["text"].as_str())
+                .collect();
+            let end = events.into_iter().find(|e| e["type"] == "message_delta");
+            (end.expect("a message_delta"), answer)
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let end = json!({"delta": {"stop_reason": v["stop_reason"],
+                "stop_sequence": v["stop_sequence"]}, "usage": v["usage"]});
+            (end, v["content"][0]["text"].as_str().unwrap().to_owned())
+        };
+        assert_eq!(end["delta"]["stop_reason"], "stop_sequence", "{text}");
+        assert_eq!(end["delta"]["stop_sequence"], "END");
+        assert_eq!(end["usage"]["output_tokens"], 7, "tokens up to the match");
+        assert_eq!(answer, "abc ", "the sequence is not in the answer");
+        assert!(
+            wait_cancelled(&seen).await,
+            "the engine went on after the stop"
+        );
+        assert_eq!(metric(&state, "wick_requests_cancelled_total"), 0.0);
+        assert_eq!(metric(&state, "wick_tokens_generated_total"), 7.0);
+    }
+}
+
 #[tokio::test]
 async fn a_client_leaving_a_non_streaming_request_is_counted_once() {
     let backend = ScriptedBackend {
@@ -1001,17 +1084,28 @@ async fn a_client_leaving_a_non_streaming_request_is_counted_once() {
     );
 }
 
+/// Every generating endpoint runs in `server::respond`'s loop, the dialects included: a
+/// stream the client leaves is cancelled and counted the same way on each.
 #[tokio::test]
-async fn cancelled_streams_are_counted_the_same_on_both_endpoints() {
-    for (path, body) in [
+async fn cancelled_streams_are_counted_the_same_on_every_endpoint() {
+    // The frames to read: at least two tokens' worth after each API's opening events.
+    for (path, body, frames) in [
         (
             "/v1/chat/completions",
             json!({"messages": user("x"), "stream": true}),
+            3,
         ),
         (
             "/v1/completions",
             json!({"prompt": "x", "stream": true, "max_tokens": 400}),
+            3,
         ),
+        (
+            "/v1/messages",
+            json!({"messages": user("x"), "stream": true, "max_tokens": 400}),
+            5,
+        ),
+        ("/v1/responses", json!({"input": "x", "stream": true}), 6),
     ] {
         let backend = ScriptedBackend {
             token_delay_ms: 10,
@@ -1024,7 +1118,7 @@ async fn cancelled_streams_are_counted_the_same_on_both_endpoints() {
             .unwrap();
         let mut stream = resp.into_body().into_data_stream();
         use futures::StreamExt;
-        for _ in 0..3 {
+        for _ in 0..frames {
             stream.next().await.unwrap().unwrap();
         }
         drop(stream);

@@ -19,6 +19,7 @@ use crate::Error;
 use axum::body::Bytes;
 use axum::response::Response;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -40,6 +41,12 @@ pub trait Shape: Send + 'static {
     fn open(&mut self, out: &mut Vec<Bytes>);
     /// One token's text, in order (may be empty while the engine holds bytes back).
     fn text(&mut self, text: &str, out: &mut Vec<Bytes>);
+    /// True once the output so far ended the answer by a rule the endpoint applies itself
+    /// (a stop sequence it must name): the loop then stops the generation and finishes
+    /// with the tokens received so far, reason `Stop` and no tail.
+    fn ended(&self) -> bool {
+        false
+    }
     /// When logprobs were asked for: those of the tokens whose text comes with the next
     /// `text` or `finish` call (the engine aligns them with the text it emits).
     fn logprobs(&mut self, _tokens: Vec<TokenLogprob>) {}
@@ -53,12 +60,20 @@ pub trait Shape: Send + 'static {
         Dialect::OpenAi
     }
     /// An error once the stream started: one `data:` event in the dialect's shape.
-    fn error_frame(&self, err: &Error) -> Bytes {
+    fn error_frame(&mut self, err: &Error) -> Bytes {
         sse::frame(&error_json(err, self.dialect()))
     }
     /// The frame that ends a stream (`data: [DONE]`), if the API has one.
     fn end_frame(&self) -> Option<Bytes> {
         Some(Bytes::from_static(sse::DONE))
+    }
+    /// How long a stream may be quiet (a long prompt being prefilled) before `keepalive`
+    /// is sent, if the API has such an event (Anthropic's `ping`).
+    fn keepalive_every(&self) -> Option<Duration> {
+        None
+    }
+    fn keepalive(&mut self) -> Bytes {
+        Bytes::new()
     }
 }
 
@@ -121,6 +136,8 @@ enum Step {
     Failed(Error),
     /// The client went away before the generation finished.
     Gone,
+    /// Nothing came for the shape's keepalive interval.
+    Quiet,
 }
 
 struct Task {
@@ -133,11 +150,24 @@ struct Task {
 }
 
 impl Task {
-    /// The next event, or `Gone` as soon as `gone` resolves.
-    async fn next(&mut self, gone: impl std::future::Future<Output = ()>) -> Step {
+    /// The next event, `Gone` as soon as `gone` resolves, or `Quiet` after `quiet`.
+    async fn next(
+        &mut self,
+        gone: impl std::future::Future<Output = ()>,
+        quiet: Option<Duration>,
+    ) -> Step {
+        let quiet = async move {
+            match quiet {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        // Every arm but the receive is only a timer or a channel-closed wait, and `recv`
+        // is cancel-safe: no event is lost when another arm wins.
         let event = tokio::select! {
             e = self.rx.recv() => e,
             _ = gone => return Step::Gone,
+            _ = quiet => return Step::Quiet,
         };
         match event {
             Some(Event::Token { text, logprobs, .. }) => {
@@ -157,6 +187,15 @@ impl Task {
                     usage.completion_tokens,
                     time_to_first_token,
                     decode_tokens_per_second,
+                );
+                tracing::info!(
+                    prompt = usage.prompt_tokens,
+                    cached = usage.cached_tokens,
+                    generated = usage.completion_tokens,
+                    ttft_s = format_args!("{time_to_first_token:.2}"),
+                    decode_tps = format_args!("{decode_tokens_per_second:.1}"),
+                    reason = ?finish_reason,
+                    "generation done"
                 );
                 Step::Done(
                     Finished {
@@ -178,9 +217,36 @@ impl Task {
         }
     }
 
-    fn text(&mut self, text: &str, logprobs: Vec<TokenLogprob>, out: &mut Vec<Bytes>) {
+    /// One token's text; `Some` when the shape ended the answer with it.
+    fn text(
+        &mut self,
+        text: &str,
+        logprobs: Vec<TokenLogprob>,
+        out: &mut Vec<Bytes>,
+    ) -> Option<Finished> {
         self.logprobs(logprobs);
         self.shape.text(text, out);
+        self.shape.ended().then(|| self.ended_early())
+    }
+
+    /// The shape ended the answer (a stop sequence it matches itself): closing the
+    /// channel stops the engine within a token (the slot keeps its KV for reuse). The
+    /// generation finished normally, so it is counted, not cancelled.
+    fn ended_early(&mut self) -> Finished {
+        self.rx.close();
+        self.state
+            .metrics()
+            .record_partial_generation(self.prompt_tokens, self.generated);
+        tracing::debug!(generated = self.generated, "stopped by a stop sequence");
+        Finished {
+            reason: FinishReason::Stop,
+            usage: Usage {
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.generated,
+                cached_tokens: 0,
+            },
+            tail: String::new(),
+        }
     }
 
     /// The client left mid-generation: dropping the receiver stops the engine; count what
@@ -205,45 +271,53 @@ impl Task {
         let mut ignored = Vec::new();
         self.shape.open(&mut ignored);
         loop {
-            match self.next(tx.closed()).await {
-                Step::Text(t, lp) => self.text(&t, lp, &mut ignored),
+            let done = match self.next(tx.closed(), None).await {
+                Step::Text(t, lp) => match self.text(&t, lp, &mut ignored) {
+                    Some(done) => done,
+                    None => {
+                        ignored.clear();
+                        continue;
+                    }
+                },
                 Step::Done(done, lp) => {
                     self.logprobs(lp);
-                    self.shape.finish(&done, &mut ignored);
-                    let _ = tx.send(Ok(self.shape.body(&done)));
-                    return;
+                    done
                 }
                 Step::Failed(err) => {
                     let _ = tx.send(Err(err));
                     return;
                 }
                 Step::Gone => return self.cancelled(),
-            }
-            ignored.clear();
+                Step::Quiet => continue,
+            };
+            self.shape.finish(&done, &mut ignored);
+            let _ = tx.send(Ok(self.shape.body(&done)));
+            return;
         }
     }
 
     async fn stream(mut self, tx: sse::SseSender) {
         let mut frames = Vec::new();
         self.shape.open(&mut frames);
+        let quiet = self.shape.keepalive_every();
         loop {
             for f in frames.drain(..) {
                 if !tx.send(f).await {
                     return self.cancelled();
                 }
             }
-            match self.next(tx.closed()).await {
-                Step::Text(t, lp) => self.text(&t, lp, &mut frames),
+            let done = match self.next(tx.closed(), quiet).await {
+                Step::Text(t, lp) => match self.text(&t, lp, &mut frames) {
+                    Some(done) => done,
+                    None => continue,
+                },
                 Step::Done(done, lp) => {
                     self.logprobs(lp);
-                    self.shape.finish(&done, &mut frames);
-                    // Finished: a client that leaves now missed only the last frames.
-                    for f in frames.drain(..).chain(self.shape.end_frame()) {
-                        if !tx.send(f).await {
-                            break;
-                        }
-                    }
-                    return;
+                    done
+                }
+                Step::Quiet => {
+                    frames.push(self.shape.keepalive());
+                    continue;
                 }
                 Step::Failed(err) => {
                     tracing::error!(error = %err, "generation failed mid-stream");
@@ -256,7 +330,15 @@ impl Task {
                     return;
                 }
                 Step::Gone => return self.cancelled(),
+            };
+            self.shape.finish(&done, &mut frames);
+            // Finished: a client that leaves now missed only the last frames.
+            for f in frames.drain(..).chain(self.shape.end_frame()) {
+                if !tx.send(f).await {
+                    break;
+                }
             }
+            return;
         }
     }
 }

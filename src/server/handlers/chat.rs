@@ -1,21 +1,21 @@
 //! `POST /v1/chat/completions`: validate → render the template (plus forced call opening)
 //! → tokenize → submit → parse the output for tool calls → one JSON response or an SSE
-//! stream of chunks ending in `data: [DONE]`. The event loop is `server::respond`'s; this
+//! stream of chunks ending in `data: [DONE]`. The stages before the engine are
+//! `turn::prepare` (shared with the dialects), the event loop is `server::respond`'s; this
 //! file is the chat wire format (`ChatShape`).
 
-use super::{api_usage, blocking, now, response_id};
-use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChatRequest, ChunkChoice};
-use crate::engine::{FinishReason, GenerationRequest, TokenLogprob};
+use super::turn::{prepare, Prepared};
+use super::{api_usage, now, response_id};
+use crate::api::{ChatChoice, ChatChunk, ChatCompletion, ChatDelta, ChunkChoice};
+use crate::engine::{FinishReason, TokenLogprob};
 use crate::server::assemble::{delta_tool_call, Assembler, Delta, Message};
-use crate::server::extract::{from_value, Json};
+use crate::server::extract::Json;
 use crate::server::logprobs::{chat_entry, chat_object};
 use crate::server::mismatch::{self, Fallback};
-use crate::server::reasoning;
 use crate::server::respond::{self, Finished, Run, Shape};
 use crate::server::sse;
 use crate::server::state::AppState;
-use crate::server::tool_choice::forcing;
-use crate::server::validate::{self, budget, ChatPlan, ToolMode};
+use crate::server::validate::{ChatPlan, ToolMode};
 use crate::Error;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -59,47 +59,13 @@ pub async fn chat_completions(
     Json(body): Json<Value>,
 ) -> Result<Response, Error> {
     let backend = state.backend()?;
-    let req: ChatRequest = from_value(body.clone())?;
-    let plan = validate::chat(
-        &req,
-        &state.config().model_id,
-        &state.config().default_sampling,
-    )?;
-    respond::admit(&backend, PROMPT_PARAM)?;
-    let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
-    let (prefix, close, constraint) = match forced {
-        Some(f) => (f.prefix, f.close, Some(f.constraint)),
-        None => (String::new(), "", None),
-    };
-    let b = backend.clone();
-    let forced_prefix = prefix.clone();
-    // One render: the ids, and the text whose end says whether a `<think>` block is open.
-    let (prompt_ids, rendered) = blocking(move || b.prepare_chat(&body, &forced_prefix)).await?;
-    // Reasoning (`<think>`) is split from content; an opened block starts the answer.
-    let (parser, think) =
-        reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
-    let prefix = if prefix.is_empty() {
-        think.to_owned()
-    } else {
-        prefix
-    };
-    let max_tokens = budget(
-        plan.common.max_tokens,
-        state.config().default_max_tokens,
-        prompt_ids.len(),
-        backend.ctx_size(),
-        PROMPT_PARAM,
-    )?;
-    let request = GenerationRequest {
-        prompt_ids,
-        sampling: plan.common.sampling.clone(),
-        max_tokens,
-        stop_strings: plan.common.stop.clone(),
-        stop_ids: Vec::new(),
-        logprobs: plan.common.logprobs,
-        constraint,
-    };
-    let assembler = Assembler::new(parser, plan.max_calls);
+    let Prepared {
+        plan,
+        request,
+        assembler,
+        prefix,
+        close,
+    } = prepare(&state, body, PROMPT_PARAM, false).await?;
     let output = (plan.tool_mode != ToolMode::Off && !plan.tools.is_empty()).then(String::new);
     let id = response_id("chatcmpl");
     let stream = plan.common.stream;

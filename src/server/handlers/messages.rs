@@ -4,23 +4,27 @@
 //! stream: `message_start`, `ping`, then per block `content_block_start` /
 //! `content_block_delta`* / `content_block_stop`, then `message_delta` (stop reason,
 //! usage) and `message_stop`. Errors take Anthropic's shape, before and during a stream.
+//! The generation runs in `server::respond`'s loop; this file is the wire format.
 
 use super::turn::{Turn, TurnEnd};
 use super::{blocking, response_id};
 use crate::api::anthropic::MessagesRequest;
-use crate::server::assemble::Delta;
-use crate::server::blocks::{BlockEvent, BlockKind, BlockList, Blocks};
+use crate::server::blocks::{BlockEvent, BlockKind};
 use crate::server::dialect::anthropic::{self as wire, to_chat};
 use crate::server::error::{error_json, AnthropicError, Dialect};
 use crate::server::extract::{from_value, Json};
-use crate::server::sse::{self, SseSender};
+use crate::server::respond::{self, Finished, Run, Shape};
+use crate::server::sse;
 use crate::server::state::AppState;
-use crate::server::validate::{self, ToolMode};
+use crate::server::validate;
+use crate::Error;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tracing::Instrument;
+
+/// The request field that holds the prompt, named by context errors.
+const PROMPT_PARAM: &str = "messages";
 
 /// The body extractor whose rejection is Anthropic-shaped.
 pub struct AnthropicJson(pub MessagesRequest);
@@ -44,40 +48,26 @@ pub async fn messages(
     AnthropicJson(req): AnthropicJson,
 ) -> Result<Response, AnthropicError> {
     let (body, stops) = to_chat(&req, false)?;
-    let mut turn = Turn::start(&state, body, stops, "messages").await?;
-    let trim = turn.plan.tool_mode != ToolMode::Off;
-    let message = Reply {
-        id: response_id("msg").replace('-', "_"),
+    let (turn, request) = Turn::start(&state, body, stops, PROMPT_PARAM).await?;
+    let backend = state.backend()?;
+    let stream = req.stream == Some(true);
+    let id = response_id("msg").replace('-', "_");
+    let shape = MessageShape {
+        id: id.clone(),
         model: state.config().model_id.clone(),
-        prompt_tokens: turn.prompt_tokens(),
+        stream,
+        turn,
+        kinds: Vec::new(),
+        end: None,
     };
-    if req.stream == Some(true) {
-        let (tx, response) = sse::channel();
-        let span = tracing::info_span!("messages_stream", id = %message.id);
-        tokio::spawn(pump(turn, message, trim, tx).instrument(span));
-        return Ok(response);
-    }
-    let mut deltas = Vec::new();
-    let mut blocks = Blocks::new(trim);
-    let mut events = Vec::new();
-    let mut list = BlockList::default();
-    turn.begin(&mut deltas);
-    let end = loop {
-        let done = turn.next(&mut deltas).await?;
-        fold(&mut blocks, &mut deltas, &mut events, done.is_some());
-        events.drain(..).for_each(|e| list.apply(e));
-        if let Some(end) = done {
-            break end;
-        }
+    let run = Run {
+        request,
+        shape: Box::new(shape),
+        stream,
+        prompt_param: PROMPT_PARAM,
+        id,
     };
-    let content: Vec<Value> = list.blocks.iter().map(wire::content_block).collect();
-    let (reason, sequence) = wire::stop_reason(&end);
-    Ok(axum::Json(json!({
-        "id": message.id, "type": "message", "role": "assistant", "model": message.model,
-        "content": content, "stop_reason": reason, "stop_sequence": sequence,
-        "usage": wire::usage(&end),
-    }))
-    .into_response())
+    Ok(respond::respond(state, &backend, run).await?)
 }
 
 /// `count_tokens`: the prompt the template renders for this request, in tokens.
@@ -101,20 +91,6 @@ pub async fn count_tokens(
     Ok(axum::Json(json!({"input_tokens": n})).into_response())
 }
 
-/// Moves the turn's new deltas through the block state machine.
-fn fold(blocks: &mut Blocks, deltas: &mut Vec<Delta>, events: &mut Vec<BlockEvent>, end: bool) {
-    deltas.drain(..).for_each(|d| blocks.push(d, events));
-    if end {
-        blocks.finish(events);
-    }
-}
-
-struct Reply {
-    id: String,
-    model: String,
-    prompt_tokens: usize,
-}
-
 /// One Anthropic SSE event: `event: <type>` and its JSON.
 fn event(value: &Value) -> Bytes {
     let kind = value.get("type").and_then(Value::as_str).unwrap_or("error");
@@ -129,52 +105,102 @@ fn event(value: &Value) -> Bytes {
 /// pings: raise `CLAUDE_STREAM_IDLE_TIMEOUT_MS` for prompts slower than that.)
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
-async fn pump(mut turn: Turn, reply: Reply, trim: bool, tx: SseSender) {
-    let start = json!({"type": "message_start", "message": {
-        "id": reply.id, "type": "message", "role": "assistant", "model": reply.model,
-        "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": 0}}});
-    if !tx.send(event(&start)).await || !tx.send(event(&json!({"type": "ping"}))).await {
-        return;
-    }
-    let mut deltas = Vec::new();
-    let mut blocks = Blocks::new(trim);
-    let mut events = Vec::new();
-    let mut kinds: Vec<BlockKind> = Vec::new();
-    turn.begin(&mut deltas);
-    loop {
-        let next = tokio::select! {
-            n = turn.next(&mut deltas) => n,
-            _ = tx.closed() => {
-                tracing::info!("client disconnected: generation cancelled");
-                return;
-            }
-            // `Turn::next` is cancel-safe: it awaits only the engine's channel.
-            _ = tokio::time::sleep(PING_EVERY) => {
-                if !tx.send(event(&json!({"type": "ping"}))).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let done = match next {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::error!(error = %err, "generation failed mid-stream");
-                tx.send(event(&error_json(&err, Dialect::Anthropic))).await;
-                return;
-            }
-        };
-        fold(&mut blocks, &mut deltas, &mut events, done.is_some());
-        for e in events.drain(..) {
-            if !tx.send(event(&block_event(e, &mut kinds))).await {
-                return;
-            }
-        }
-        if let Some(end) = done {
-            finish(&tx, &end).await;
+/// A message being built: the turn's blocks as Anthropic events (streaming) or, whole,
+/// one message object.
+struct MessageShape {
+    id: String,
+    model: String,
+    stream: bool,
+    turn: Turn,
+    /// The kind of each block started so far (its deltas' type depends on it).
+    kinds: Vec<BlockKind>,
+    end: Option<TurnEnd>,
+}
+
+impl MessageShape {
+    /// The turn's last block events as frames (streaming only).
+    fn send_blocks(&mut self, out: &mut Vec<Bytes>) {
+        if !self.stream {
             return;
         }
+        for e in self.turn.events.drain(..) {
+            out.push(event(&block_event(e, &mut self.kinds)));
+        }
+    }
+}
+
+impl Shape for MessageShape {
+    fn open(&mut self, out: &mut Vec<Bytes>) {
+        if self.stream {
+            let start = json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": self.turn.prompt_tokens(), "output_tokens": 0}}});
+            out.push(event(&start));
+            out.push(event(&json!({"type": "ping"})));
+        }
+        self.turn.begin();
+        self.send_blocks(out);
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        self.turn.push(text);
+        self.send_blocks(out);
+    }
+
+    fn ended(&self) -> bool {
+        self.turn.stopped()
+    }
+
+    fn finish(&mut self, done: &Finished, out: &mut Vec<Bytes>) {
+        let end = self.turn.finish(done);
+        self.send_blocks(out);
+        if self.stream {
+            let (reason, sequence) = wire::stop_reason(&end);
+            out.push(event(&json!({"type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                "usage": wire::usage(&end)})));
+            out.push(event(&json!({"type": "message_stop"})));
+        }
+        self.end = Some(end);
+    }
+
+    fn body(self: Box<Self>, _done: &Finished) -> Response {
+        let content: Vec<Value> = self
+            .turn
+            .list
+            .blocks
+            .iter()
+            .map(wire::content_block)
+            .collect();
+        let end = self.end.expect("finish runs before body");
+        let (reason, sequence) = wire::stop_reason(&end);
+        axum::Json(json!({
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "content": content, "stop_reason": reason, "stop_sequence": sequence,
+            "usage": wire::usage(&end),
+        }))
+        .into_response()
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Anthropic
+    }
+
+    fn error_frame(&mut self, err: &Error) -> Bytes {
+        event(&error_json(err, Dialect::Anthropic))
+    }
+
+    fn end_frame(&self) -> Option<Bytes> {
+        None
+    }
+
+    fn keepalive_every(&self) -> Option<std::time::Duration> {
+        Some(PING_EVERY)
+    }
+
+    fn keepalive(&mut self) -> Bytes {
+        event(&json!({"type": "ping"}))
     }
 }
 
@@ -190,15 +216,5 @@ fn block_event(e: BlockEvent, kinds: &mut Vec<BlockKind>) -> Value {
             json!({"type": "content_block_delta", "index": index, "delta": wire::delta(kind, &text)})
         }
         BlockEvent::Stop { index } => json!({"type": "content_block_stop", "index": index}),
-    }
-}
-
-async fn finish(tx: &SseSender, end: &TurnEnd) {
-    let (reason, sequence) = wire::stop_reason(end);
-    let delta = json!({"type": "message_delta",
-        "delta": {"stop_reason": reason, "stop_sequence": sequence},
-        "usage": wire::usage(end)});
-    if tx.send(event(&delta)).await {
-        tx.send(event(&json!({"type": "message_stop"}))).await;
     }
 }

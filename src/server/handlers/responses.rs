@@ -6,25 +6,27 @@
 //! `content_part`, `output_text`, `function_call_arguments` and `reasoning_text` events
 //! between), then `response.completed` (or `response.incomplete`), each with its
 //! `sequence_number`. With `store` (the default) the conversation is kept for follow-ups.
+//! The generation runs in `server::respond`'s loop; this file is the wire format.
 
 use super::response_id;
 use super::turn::{Turn, TurnEnd};
 use crate::api::responses::ResponsesRequest;
-use crate::server::assemble::Delta;
-use crate::server::blocks::{Block, BlockEvent, BlockKind, BlockList, Blocks};
+use crate::server::blocks::{Block, BlockEvent, BlockKind};
 use crate::server::dialect::responses::{self as wire, to_chat};
 use crate::server::error::error_body;
 use crate::server::extract::{from_value, Json};
-use crate::server::sse::{self, SseSender};
+use crate::server::respond::{self, Finished, Run, Shape};
+use crate::server::sse;
 use crate::server::state::AppState;
-use crate::server::validate::ToolMode;
 use crate::Error;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tracing::Instrument;
+
+/// The request field that holds the prompt, named by context errors.
+const PROMPT_PARAM: &str = "input";
 
 /// What the response object echoes of the request, and what the store needs.
 struct Meta {
@@ -55,8 +57,9 @@ pub async fn responses(
     if !t.ignored_tools.is_empty() {
         tracing::warn!(types = ?t.ignored_tools, "ignoring tools that are not functions");
     }
-    let mut turn = Turn::start(&state, t.body, Vec::new(), "input").await?;
-    let trim = turn.plan.tool_mode != ToolMode::Off;
+    let (turn, request) = Turn::start(&state, t.body, Vec::new(), PROMPT_PARAM).await?;
+    let backend = state.backend()?;
+    let stream = req.stream == Some(true);
     let meta = Meta {
         id: response_id("resp").replace('-', "_"),
         created_at: super::now(),
@@ -80,25 +83,23 @@ pub async fn responses(
         store: req.store.unwrap_or(true),
         history: t.history,
     };
-    let mut response = if req.stream == Some(true) {
-        let (tx, response) = sse::channel();
-        let span = tracing::info_span!("responses_stream", id = %meta.id);
-        tokio::spawn(pump(state, turn, meta, trim, tx).instrument(span));
-        response
-    } else {
-        let mut run = Run::new(trim);
-        turn.begin(&mut run.deltas);
-        let end = loop {
-            let done = turn.next(&mut run.deltas).await?;
-            run.fold(done.is_some());
-            run.events.clear();
-            if let Some(end) = done {
-                break end;
-            }
-        };
-        let body = finished(&state, &meta, &run.list.blocks, &end);
-        axum::Json(body).into_response()
+    let id = meta.id.clone();
+    let shape = ResponseShape {
+        state: state.clone(),
+        meta,
+        stream,
+        turn,
+        seq: 0,
+        body: None,
     };
+    let run = Run {
+        request,
+        shape: Box::new(shape),
+        stream,
+        prompt_param: PROMPT_PARAM,
+        id,
+    };
+    let mut response = respond::respond(state, &backend, run).await?;
     if !t.ignored_tools.is_empty() {
         let names = t.ignored_tools.join(", ");
         if let Ok(v) = HeaderValue::from_str(&names) {
@@ -106,38 +107,6 @@ pub async fn responses(
         }
     }
     Ok(response)
-}
-
-/// The block state of one response, shared by both forms.
-struct Run {
-    deltas: Vec<Delta>,
-    blocks: Blocks,
-    events: Vec<BlockEvent>,
-    list: BlockList,
-}
-
-impl Run {
-    fn new(trim: bool) -> Self {
-        Run {
-            deltas: Vec::new(),
-            blocks: Blocks::new(trim),
-            events: Vec::new(),
-            list: BlockList::default(),
-        }
-    }
-
-    /// Moves new deltas into block events (kept in `events`) and the finished blocks.
-    fn fold(&mut self, end: bool) {
-        for d in self.deltas.drain(..) {
-            self.blocks.push(d, &mut self.events);
-        }
-        if end {
-            self.blocks.finish(&mut self.events);
-        }
-        for e in &self.events {
-            self.list.apply(e.clone());
-        }
-    }
 }
 
 /// The response object in a given state.
@@ -179,75 +148,93 @@ fn finished(state: &AppState, meta: &Meta, blocks: &[Block], end: &TurnEnd) -> V
     )
 }
 
-/// Numbers the stream's events.
-struct Events {
-    tx: SseSender,
+/// A response being built: the turn's blocks as typed, numbered events (streaming) and,
+/// at the end, the response object (stored for `previous_response_id` when asked).
+struct ResponseShape {
+    state: AppState,
+    meta: Meta,
+    stream: bool,
+    turn: Turn,
+    /// The next event's `sequence_number`.
     seq: u64,
+    /// The finished response object.
+    body: Option<Value>,
 }
 
-impl Events {
-    /// Sends one typed event; false once the client is gone.
-    async fn send(&mut self, mut value: Value) -> bool {
+impl ResponseShape {
+    /// One typed event with its `sequence_number`.
+    fn event(&mut self, mut value: Value) -> Bytes {
         value["sequence_number"] = json!(self.seq);
         self.seq += 1;
         let kind = value["type"].as_str().unwrap_or("error").to_owned();
         let mut out = format!("event: {kind}\n").into_bytes();
         out.extend_from_slice(&sse::frame(&value));
-        self.tx.send(Bytes::from(out)).await
+        Bytes::from(out)
+    }
+
+    /// The turn's last block events as typed events (streaming only).
+    fn send_items(&mut self, out: &mut Vec<Bytes>) {
+        if !self.stream {
+            return;
+        }
+        let events = std::mem::take(&mut self.turn.events);
+        for e in events {
+            for v in item_events(&self.meta.id, e, &self.turn.list.blocks) {
+                let frame = self.event(v);
+                out.push(frame);
+            }
+        }
     }
 }
 
-async fn pump(state: AppState, mut turn: Turn, meta: Meta, trim: bool, tx: SseSender) {
-    let mut ev = Events { tx, seq: 0 };
-    let start = response_object(&meta, "in_progress", Vec::new(), json!({}));
-    if !ev
-        .send(json!({"type": "response.created", "response": start}))
-        .await
-        || !ev
-            .send(json!({"type": "response.in_progress", "response": start}))
-            .await
-    {
-        return;
-    }
-    let mut run = Run::new(trim);
-    turn.begin(&mut run.deltas);
-    loop {
-        let next = tokio::select! {
-            n = turn.next(&mut run.deltas) => n,
-            _ = ev.tx.closed() => {
-                tracing::info!("client disconnected: generation cancelled");
-                return;
-            }
-        };
-        let done = match next {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::error!(error = %err, "generation failed mid-stream");
-                let e = error_body(&err).error;
-                ev.send(json!({"type": "error", "code": e.code, "message": e.message, "param": e.param}))
-                    .await;
-                return;
-            }
-        };
-        run.fold(done.is_some());
-        let events = std::mem::take(&mut run.events);
-        for e in events {
-            for v in item_events(&meta.id, e, &run.list.blocks) {
-                if !ev.send(v).await {
-                    return;
-                }
-            }
+impl Shape for ResponseShape {
+    fn open(&mut self, out: &mut Vec<Bytes>) {
+        if self.stream {
+            let start = response_object(&self.meta, "in_progress", Vec::new(), json!({}));
+            let created = self.event(json!({"type": "response.created", "response": start}));
+            let progress = self.event(json!({"type": "response.in_progress", "response": start}));
+            out.extend([created, progress]);
         }
-        if let Some(end) = done {
-            let body = finished(&state, &meta, &run.list.blocks, &end);
+        self.turn.begin();
+        self.send_items(out);
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        self.turn.push(text);
+        self.send_items(out);
+    }
+
+    fn ended(&self) -> bool {
+        self.turn.stopped()
+    }
+
+    fn finish(&mut self, done: &Finished, out: &mut Vec<Bytes>) {
+        let end = self.turn.finish(done);
+        self.send_items(out);
+        let body = finished(&self.state, &self.meta, &self.turn.list.blocks, &end);
+        if self.stream {
             let kind = if body["status"] == "incomplete" {
                 "response.incomplete"
             } else {
                 "response.completed"
             };
-            ev.send(json!({"type": kind, "response": body})).await;
-            return;
+            let frame = self.event(json!({"type": kind, "response": body}));
+            out.push(frame);
         }
+        self.body = Some(body);
+    }
+
+    fn body(self: Box<Self>, _done: &Finished) -> Response {
+        axum::Json(self.body.expect("finish runs before body")).into_response()
+    }
+
+    fn error_frame(&mut self, err: &Error) -> Bytes {
+        let e = error_body(err).error;
+        self.event(json!({"type": "error", "code": e.code, "message": e.message, "param": e.param}))
+    }
+
+    fn end_frame(&self) -> Option<Bytes> {
+        None
     }
 }
 

@@ -1,25 +1,27 @@
-//! One assistant turn for the dialect adapters (Anthropic Messages, OpenAI Responses).
-//! An adapter translates its request into an OpenAI chat-completions body; the turn then
-//! runs exactly the chat path's stages on it (validate → forced call opening and decoding
-//! constraint for `tool_choice` → template → tokenize → submit → tool-call parser) and
-//! hands back the assistant-message `Delta`s and how the turn ended. The adapter only
-//! translates those back into its own wire shape.
+//! One assistant turn: the stages before the engine (`prepare`, shared with Chat
+//! Completions) and, for the dialect adapters (Anthropic Messages, OpenAI Responses), the
+//! output side. An adapter translates its request into an OpenAI chat-completions body;
+//! `Turn::start` runs exactly the chat path's stages on it (validate → forced call opening
+//! and decoding constraint for `tool_choice` → template → tokenize) and hands back the
+//! engine request. The generation then runs in `server::respond`'s loop, like every other
+//! endpoint's; the adapter's `Shape` feeds the output to the `Turn` (stop sequences →
+//! tool-call parser → content blocks) and only translates the blocks into its wire shape.
 //!
 //! Stop sequences are matched here rather than in the engine, because Anthropic reports
-//! *which* sequence ended the turn: the engine only says "stop". A match closes the event
-//! channel, which cancels the generation within one token.
+//! *which* sequence ended the turn: the engine only says "stop". A match ends the answer
+//! (`Shape::ended`): the loop stops the generation within one token.
 
 use super::blocking;
 use crate::engine::stop::StopStrings;
-use crate::engine::{EngineError, Event, FinishReason, GenerationRequest};
+use crate::engine::{FinishReason, GenerationRequest};
 use crate::server::assemble::{Assembler, Delta};
+use crate::server::blocks::{BlockEvent, BlockList, Blocks};
 use crate::server::extract::from_value;
 use crate::server::reasoning;
-use crate::server::respond;
-use crate::server::respond::Finished;
+use crate::server::respond::{self, Finished};
 use crate::server::state::AppState;
 use crate::server::tool_choice::forcing;
-use crate::server::validate::{self, budget, ChatPlan};
+use crate::server::validate::{self, budget, ChatPlan, ToolMode};
 use crate::Error;
 use serde_json::Value;
 
@@ -45,91 +47,137 @@ pub struct TurnEnd {
     pub calls: usize,
 }
 
-/// A running turn: feed `begin` once, then call `next` until it returns the end.
+/// A chat request made ready to run: its plan, the engine request, and the tool-call
+/// parser with the forced call markup around the output.
+pub struct Prepared {
+    pub plan: ChatPlan,
+    pub request: GenerationRequest,
+    pub assembler: Assembler,
+    /// Fed to the parser before the output: the forced call opening, or the `<think>`
+    /// the template opened.
+    pub prefix: String,
+    /// Fed after a forced call the constraint completed.
+    pub close: &'static str,
+}
+
+/// The chat path's stages before the engine, for every dialect: validate → admission →
+/// forced call opening and decoding constraint for `tool_choice` → template → tokenize →
+/// token budget. `cap_max_tokens`: the request's max tokens is a cap (Anthropic, Responses)
+/// cut to what the context has left, rather than an error when it does not fit.
+pub async fn prepare(
+    state: &AppState,
+    body: Value,
+    prompt_param: &'static str,
+    cap_max_tokens: bool,
+) -> Result<Prepared, Error> {
+    let backend = state.backend()?;
+    let plan = validate::chat(
+        &from_value(body.clone())?,
+        &state.config().model_id,
+        &state.config().default_sampling,
+    )?;
+    respond::admit(&backend, prompt_param)?;
+    let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
+    let (prefix, close, constraint) = match forced {
+        Some(f) => (f.prefix, f.close, Some(f.constraint)),
+        None => (String::new(), "", None),
+    };
+    let b = backend.clone();
+    let forced_prefix = prefix.clone();
+    // One render: the ids (message content as text), and the text whose end says whether
+    // the template opened a `<think>` block.
+    let (prompt_ids, rendered) = blocking(move || b.prepare_chat(&body, &forced_prefix)).await?;
+    // Reasoning (`<think>`) is split from content; a forced call replaces the answer,
+    // otherwise an opened `<think>` starts it.
+    let (parser, think) =
+        reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
+    let prefix = if prefix.is_empty() {
+        think.to_owned()
+    } else {
+        prefix
+    };
+    let prompt_tokens = prompt_ids.len();
+    let room = backend.ctx_size().saturating_sub(prompt_tokens).max(1);
+    let asked = match plan.common.max_tokens {
+        Some(n) if cap_max_tokens => Some(n.min(room)),
+        other => other,
+    };
+    let max_tokens = budget(
+        asked,
+        state.config().default_max_tokens,
+        prompt_tokens,
+        backend.ctx_size(),
+        prompt_param,
+    )?;
+    let request = GenerationRequest {
+        prompt_ids,
+        sampling: plan.common.sampling.clone(),
+        max_tokens,
+        stop_strings: plan.common.stop.clone(),
+        stop_ids: Vec::new(),
+        logprobs: plan.common.logprobs,
+        constraint,
+    };
+    let assembler = Assembler::new(parser, plan.max_calls);
+    Ok(Prepared {
+        plan,
+        request,
+        assembler,
+        prefix,
+        close,
+    })
+}
+
+/// The output side of one turn: the model's text in, content blocks out. Call `begin`
+/// once, `push` per token's text (until `stopped`), then `finish`.
 pub struct Turn {
     state: AppState,
-    pub plan: ChatPlan,
     assembler: Assembler,
     /// Forced call markup: fed to the parser before the output / after a completed one.
     prefix: String,
     close: &'static str,
-    rx: crate::engine::EventReceiver,
     stops: Option<StopWatch>,
+    /// The stop sequence that ended the answer, once one matched.
+    stopped: Option<String>,
     prompt_tokens: usize,
-    /// Tokens received so far (the usage when a stop sequence cancels the generation).
-    tokens: usize,
+    deltas: Vec<Delta>,
+    blocks: Blocks,
+    /// The block events of the last call (sent as they come when streaming).
+    pub events: Vec<BlockEvent>,
+    /// Every block so far, with its whole text.
+    pub list: BlockList,
 }
 
 impl Turn {
-    /// Validates, renders and submits an OpenAI chat body; `stop` are the stop sequences.
+    /// Validates and renders an OpenAI chat body; `stop` are the stop sequences.
     /// `prompt_param` is the request field that holds the prompt (named by context errors).
+    /// Returns the turn and the engine request to run for it.
     pub async fn start(
         state: &AppState,
         body: Value,
         stop: Vec<String>,
         prompt_param: &'static str,
-    ) -> Result<Turn, Error> {
-        let backend = state.backend()?;
-        let plan = validate::chat(
-            &from_value(body.clone())?,
-            &state.config().model_id,
-            &state.config().default_sampling,
-        )?;
-        respond::admit(&backend, prompt_param)?;
-        let forced = forcing(&plan.tool_mode, plan.json_object, backend.parser_name())?;
-        let (prefix, close, constraint) = match forced {
-            Some(f) => (f.prefix, f.close, Some(f.constraint)),
-            None => (String::new(), "", None),
-        };
-        let b = backend.clone();
-        let forced_prefix = prefix.clone();
-        // One render: the ids (message content as text), and the text whose end says
-        // whether the template opened a `<think>` block.
-        let (prompt_ids, rendered) =
-            blocking(move || b.prepare_chat(&body, &forced_prefix)).await?;
-        let (parser, think) =
-            reasoning::parser_for(&backend, &plan, state.config().reasoning_format, &rendered);
-        // A forced call replaces the answer; otherwise an opened `<think>` starts it.
-        let prefix = if prefix.is_empty() {
-            think.to_owned()
-        } else {
-            prefix
-        };
-        let prompt_tokens = prompt_ids.len();
+    ) -> Result<(Turn, GenerationRequest), Error> {
         // Anthropic's `max_tokens` and Responses' `max_output_tokens` are caps, and agents
         // send large ones (Claude Code: 32000): the answer may use what the context has
         // left, and ends with `max_tokens` / `incomplete` when that runs out.
-        let room = backend.ctx_size().saturating_sub(prompt_tokens).max(1);
-        let max_tokens = budget(
-            plan.common.max_tokens.map(|n| n.min(room)),
-            state.config().default_max_tokens,
-            prompt_tokens,
-            backend.ctx_size(),
-            prompt_param,
-        )?;
-        let rx = backend
-            .submit(GenerationRequest {
-                prompt_ids,
-                sampling: plan.common.sampling.clone(),
-                max_tokens,
-                stop_strings: plan.common.stop.clone(),
-                stop_ids: Vec::new(),
-                logprobs: None,
-                constraint,
-            })
-            .map_err(|e| Error::engine(e, prompt_param))?;
-        let assembler = Assembler::new(parser, plan.max_calls);
-        Ok(Turn {
+        let p = prepare(state, body, prompt_param, true).await?;
+        let prompt_tokens = p.request.prompt_ids.len();
+        let turn = Turn {
             state: state.clone(),
-            plan,
-            assembler,
-            prefix,
-            close,
-            rx,
+            assembler: p.assembler,
+            prefix: p.prefix,
+            close: p.close,
             stops: (!stop.is_empty()).then(|| StopWatch::new(stop)),
+            stopped: None,
             prompt_tokens,
-            tokens: 0,
-        })
+            deltas: Vec::new(),
+            // With a tool parser active, text is trimmed (the chat path's contract).
+            blocks: Blocks::new(p.plan.tool_mode != ToolMode::Off),
+            events: Vec::new(),
+            list: BlockList::default(),
+        };
+        Ok((turn, p.request))
     }
 
     /// Tokens in the rendered prompt (forced call opening included).
@@ -138,99 +186,91 @@ impl Turn {
     }
 
     /// Feeds the forced call opening, if any, to the parser.
-    pub fn begin(&mut self, out: &mut Vec<Delta>) {
+    pub fn begin(&mut self) {
+        self.events.clear();
         if !self.prefix.is_empty() {
             let prefix = std::mem::take(&mut self.prefix);
-            self.assembler.push(&prefix, out);
+            self.assembler.push(&prefix, &mut self.deltas);
         }
+        self.fold(false);
     }
 
-    /// Waits for the next engine event and appends the deltas it decides. `Ok(Some)` once
-    /// the turn is over. Cancel-safe: only the channel receive is awaited.
-    pub async fn next(&mut self, out: &mut Vec<Delta>) -> Result<Option<TurnEnd>, Error> {
-        let Some(event) = self.rx.recv().await else {
-            return Err(Error::from(EngineError::WorkerStopped));
-        };
-        match event {
-            Event::Token { text, .. } => {
-                self.tokens += 1;
-                Ok(self.feed(&text, out).map(|s| self.end(s, None, out)))
+    /// One token's text. Once a stop sequence matched, the rest is ignored.
+    pub fn push(&mut self, text: &str) {
+        self.events.clear();
+        if self.stopped.is_none() {
+            self.stopped = self.feed(text);
+        }
+        self.fold(false);
+    }
+
+    /// True once a stop sequence ended the answer.
+    pub fn stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// The generation ended: the output the engine held back, the forced call's closing
+    /// markup, the last block events, and how the turn ended.
+    pub fn finish(&mut self, done: &Finished) -> TurnEnd {
+        self.events.clear();
+        if self.stopped.is_none() {
+            self.stopped = self.feed(&done.tail);
+        }
+        let reason = if let Some(s) = self.stopped.clone() {
+            EndReason::StopSequence(s)
+        } else {
+            if let Some(w) = &mut self.stops {
+                let mut rest = String::new();
+                w.inner.flush(&mut rest);
+                self.assembler.push(&rest, &mut self.deltas);
             }
-            Event::Failed(e) => Err(Error::engine(e, "messages")),
-            Event::Done {
-                finish_reason,
-                usage,
-                time_to_first_token,
-                decode_tokens_per_second,
-                text,
-                ..
-            } => {
-                self.state.metrics().record_generation(
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    time_to_first_token,
-                    decode_tokens_per_second,
-                );
-                let f = Finished {
-                    reason: finish_reason,
-                    usage,
-                    tail: text,
-                };
-                if let Some(stop) = self.feed(&f.tail, out) {
-                    return Ok(Some(self.end(stop, Some(f.usage), out)));
-                }
-                if let Some(w) = &mut self.stops {
-                    let mut rest = String::new();
-                    w.inner.flush(&mut rest);
-                    self.assembler.push(&rest, out);
-                }
-                let reason = match f.reason {
-                    FinishReason::Length => EndReason::Length,
-                    FinishReason::Stop | FinishReason::Cancelled => {
-                        // The constraint completed the forced call: add its closing markup.
-                        if !self.close.is_empty() {
-                            self.assembler.push(self.close, out);
-                        }
-                        EndReason::Stop
+            match done.reason {
+                FinishReason::Length => EndReason::Length,
+                FinishReason::Stop | FinishReason::Cancelled => {
+                    // The constraint completed the forced call: add its closing markup.
+                    if !self.close.is_empty() {
+                        self.assembler.push(self.close, &mut self.deltas);
                     }
-                };
-                Ok(Some(self.end(reason, Some(f.usage), out)))
+                    EndReason::Stop
+                }
             }
+        };
+        self.assembler.finish(&mut self.deltas);
+        self.state
+            .metrics()
+            .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
+        self.fold(true);
+        TurnEnd {
+            reason,
+            prompt_tokens: done.usage.prompt_tokens,
+            completion_tokens: done.usage.completion_tokens,
+            cached_tokens: done.usage.cached_tokens,
+            calls: self.assembler.calls(),
         }
     }
 
     /// Passes text through the stop sequences to the parser; `Some` when one matched.
-    fn feed(&mut self, text: &str, out: &mut Vec<Delta>) -> Option<EndReason> {
+    fn feed(&mut self, text: &str) -> Option<String> {
         let Some(w) = &mut self.stops else {
-            self.assembler.push(text, out);
+            self.assembler.push(text, &mut self.deltas);
             return None;
         };
         let mut safe = String::new();
         let matched = w.push(text, &mut safe);
-        self.assembler.push(&safe, out);
-        matched.map(EndReason::StopSequence)
+        self.assembler.push(&safe, &mut self.deltas);
+        matched
     }
 
-    fn end(
-        &mut self,
-        reason: EndReason,
-        usage: Option<crate::engine::Usage>,
-        out: &mut Vec<Delta>,
-    ) -> TurnEnd {
-        if matches!(reason, EndReason::StopSequence(_)) {
-            // Closing the channel cancels the generation; the slot keeps its KV for reuse.
-            self.rx.close();
+    /// Moves new deltas through the block state machine into `events` and `list`.
+    fn fold(&mut self, end: bool) {
+        for d in self.deltas.drain(..) {
+            self.blocks.push(d, &mut self.events);
         }
-        self.assembler.finish(out);
-        self.state
-            .metrics()
-            .record_tool_calls(self.assembler.calls(), self.assembler.rejected());
-        TurnEnd {
-            reason,
-            prompt_tokens: usage.map_or(self.prompt_tokens, |u| u.prompt_tokens),
-            completion_tokens: usage.map_or(self.tokens, |u| u.completion_tokens),
-            cached_tokens: usage.map_or(0, |u| u.cached_tokens),
-            calls: self.assembler.calls(),
+        if end {
+            self.blocks.finish(&mut self.events);
+        }
+        for e in &self.events {
+            self.list.apply(e.clone());
         }
     }
 }
