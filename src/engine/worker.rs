@@ -132,9 +132,12 @@ impl Worker {
             // decoding); with others running, the batch already shares the weight reads.
             let lone = prefill == 0 && decode_rows == 1;
             if !(lone && self.run_speculative()) {
+                // The plain step alone: a draft model's catch-up on a new prompt may have
+                // run just before it, and must not make plain steps look slow.
+                let step = Instant::now();
                 self.run_step();
                 if lone {
-                    self.spec_costs.step.add(started.elapsed().as_secs_f64());
+                    self.spec_costs.step.add(step.elapsed().as_secs_f64());
                 }
             }
             StatCounters::add(&self.shared.stats.prefill_tokens, prefill as u64);
