@@ -14,7 +14,7 @@
 //! long prompt does not stall the stream.
 
 use super::sampler::{argmax, Sampler};
-use super::spec_costs::{best_length, SpecCosts};
+use super::spec_costs::{best_length, Payoff, SpecCosts};
 use super::SamplingParams;
 use crate::model::{KvCache, Model, ModelError};
 use candle_core::{DType, Device, Tensor};
@@ -174,31 +174,18 @@ impl DraftState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DraftLength {
     len: usize,
-    /// Draft tokens accepted, and drafts cut short by a rejection (decayed): the
-    /// per-token acceptance estimate `accepted / (accepted + rejected)`.
-    accepted: f32,
-    rejected: f32,
-    /// Steps left without model drafts, and the next such pause.
-    paused: usize,
-    next_pause: usize,
-    /// The pause just ended: draft once, whatever the estimate, to measure again.
-    probe: bool,
+    /// What model drafts earned; pauses count steps.
+    payoff: Payoff,
 }
 
-/// A pause in model drafting (steps) after it was found not to pay, doubling up to the
-/// maximum while it keeps not paying; between pauses one draft re-measures acceptance.
-const FIRST_PAUSE: usize = 8;
+/// The longest pause in model drafting (steps).
 const MAX_PAUSE: usize = 128;
 
 impl Default for DraftLength {
     fn default() -> Self {
         DraftLength {
             len: FIRST_DRAFT,
-            accepted: 0.0,
-            rejected: 0.0,
-            paused: 0,
-            next_pause: FIRST_PAUSE,
-            probe: false,
+            payoff: Payoff::new(0.0, 0.0, MAX_PAUSE),
         }
     }
 }
@@ -209,15 +196,14 @@ impl DraftLength {
     /// when even that is slower than plain decoding (on a small CPU a draft model costs a
     /// large share of a target step, and free-form text is guessed too rarely to pay).
     pub fn want(&mut self, costs: &SpecCosts, room: usize) -> usize {
-        if self.paused > 0 {
-            self.paused -= 1;
+        if self.payoff.skip_paused() {
             return 0;
         }
         let cap = self.len.min(room);
         if costs.always {
             return cap;
         }
-        if std::mem::take(&mut self.probe) {
+        if self.payoff.take_probe() {
             return cap.min(MIN_DRAFT);
         }
         // The first step of a sequence runs without a draft when no plain step has been
@@ -228,30 +214,17 @@ impl DraftLength {
         // Drafting has been yielding tokens more slowly than plain steps: whatever the
         // estimate says, pause (the probe after the pause measures again).
         if costs.draft_yield.get().is_some_and(|y| y > step) {
-            self.pause();
+            self.payoff.pause();
             return 0;
         }
-        let seen = self.accepted + self.rejected;
         let (Some(draft), Some(row)) = (costs.draft.get(), costs.row.get()) else {
             return cap;
         };
-        if seen < 4.0 {
+        if self.payoff.seen() < 4.0 {
             return cap;
         }
-        let best = best_length(f64::from(self.accepted / seen), step, draft, row, cap);
-        if best == 0 {
-            self.pause();
-        } else {
-            self.next_pause = FIRST_PAUSE;
-        }
-        best
-    }
-
-    /// Stops model drafting for the next pause (doubling), with one probe after it.
-    fn pause(&mut self) {
-        self.paused = self.next_pause;
-        self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
-        self.probe = true;
+        let best = best_length(self.payoff.acceptance(), step, draft, row, cap);
+        self.payoff.settle(best)
     }
 
     pub fn feedback(&mut self, proposed: usize, accepted: usize) {
@@ -260,9 +233,7 @@ impl DraftLength {
         } else {
             (accepted + 1).clamp(MIN_DRAFT, MAX_DRAFT)
         };
-        // Recent drafts weigh more: the text changes (prose, then code, then prose).
-        self.accepted = self.accepted * 0.9 + accepted as f32;
-        self.rejected = self.rejected * 0.9 + f32::from(accepted < proposed);
+        self.payoff.feedback(proposed, accepted);
     }
 }
 
@@ -285,7 +256,7 @@ fn softmax_at(logits: &[f32], i: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::spec_costs::Ema;
+    use crate::engine::spec_costs::{Ema, FIRST_PAUSE};
 
     #[test]
     fn draft_length_adapts() {
@@ -325,7 +296,7 @@ mod tests {
             chat.feedback(3, 1); // p = 1/2
         }
         assert_eq!(chat.want(&slow_cpu, 100), 0);
-        assert_eq!(chat.paused, FIRST_PAUSE);
+        assert_eq!(chat.payoff.paused, FIRST_PAUSE);
         for _ in 0..FIRST_PAUSE {
             assert_eq!(chat.want(&slow_cpu, 100), 0);
         }
@@ -335,10 +306,10 @@ mod tests {
             "one probe after the pause"
         );
         assert_eq!(chat.want(&slow_cpu, 100), 0, "still does not pay");
-        assert_eq!(chat.paused, 2 * FIRST_PAUSE);
+        assert_eq!(chat.payoff.paused, 2 * FIRST_PAUSE);
         // A cheap draft (a GPU, a much smaller draft model) pays even at p = 1/2.
         let mut cheap = chat;
-        cheap.paused = 0;
+        cheap.payoff.paused = 0;
         assert!(cheap.want(&costs(0.065, 0.002, 0.001), 100) > 0);
         // No plain step timed yet: one runs first. Then, until drafts are timed too, the
         // adaptive length as before.
@@ -351,14 +322,14 @@ mod tests {
         let mut slow_yield = costs(0.065, 0.010, 0.005);
         slow_yield.draft_yield.add(0.080);
         let mut d = edit;
-        d.paused = 0;
-        d.probe = false;
+        d.payoff.paused = 0;
+        d.payoff.probe = false;
         assert_eq!(d.want(&slow_yield, 100), 0);
-        assert_eq!(d.paused, FIRST_PAUSE);
+        assert_eq!(d.payoff.paused, FIRST_PAUSE);
         slow_yield.draft_yield = Ema::default();
         slow_yield.draft_yield.add(0.030);
-        d.paused = 0;
-        d.probe = false;
+        d.payoff.paused = 0;
+        d.payoff.probe = false;
         assert!(
             d.want(&slow_yield, 100) > 0,
             "a draft that yields fast goes on"

@@ -13,7 +13,7 @@
 //! drafting, with a pause that doubles while it keeps not paying and one short probe
 //! after each, so free-form text costs almost nothing.
 
-use super::spec_costs::{best_length, SpecCosts};
+use super::spec_costs::{best_length, Payoff, SpecCosts};
 
 /// Longest and shortest n-gram matched against the history.
 const MAX_NGRAM: usize = 4;
@@ -26,18 +26,14 @@ const MAX_DRAFT: usize = 14;
 const FIRST_DRAFT: usize = 4;
 /// How far back the history is searched (bounded work per step on long prompts).
 const MAX_SEARCH: usize = 16_384;
-/// Matches skipped after drafts of one n-gram length were found not to pay, doubling up
-/// to the maximum while they keep not paying.
-const FIRST_PAUSE: usize = 8;
+/// The longest pause (matches skipped) of an n-gram length whose drafts do not pay.
 const MAX_PAUSE: usize = 256;
-/// Weight of older drafts in the acceptance estimate (per draft of the same length).
-const DECAY: f32 = 0.9;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LookupDrafter {
     draft_len: usize,
     /// Per n-gram length (index `n - MIN_NGRAM`): what its drafts earned.
-    by_ngram: [Evidence; MAX_NGRAM - MIN_NGRAM + 1],
+    by_ngram: [Payoff; MAX_NGRAM - MIN_NGRAM + 1],
     /// The n-gram length of the draft being verified, and where in the history it was
     /// copied from.
     pending: Option<(usize, usize)>,
@@ -46,70 +42,33 @@ pub(crate) struct LookupDrafter {
     follow: Option<usize>,
 }
 
-/// Drafts of one n-gram length: tokens accepted, and drafts cut short by a rejection
-/// (decayed), so `accepted / (accepted + rejected)` estimates the chance that the next
-/// draft token is right given the ones before it were.
-#[derive(Debug, Clone, Copy)]
-struct Evidence {
-    accepted: f32,
-    rejected: f32,
-    /// Matches left to skip, the next such pause, and whether one probe is due.
-    paused: usize,
-    next_pause: usize,
-    probe: bool,
-}
-
-impl Evidence {
-    /// A prior worth a couple of drafts: longer matches start out more trusted.
-    fn prior(n: usize) -> Self {
-        Evidence {
-            accepted: (n - 1) as f32,
-            rejected: 1.0,
-            paused: 0,
-            next_pause: FIRST_PAUSE,
-            probe: false,
-        }
+/// How many of at most `cap` tokens to draft from a match whose length has earned
+/// `payoff` (its pauses count matches).
+fn want(payoff: &mut Payoff, costs: &SpecCosts, cap: usize) -> usize {
+    if costs.always {
+        return cap;
     }
-
-    /// How many of at most `cap` tokens to draft from a match of this length.
-    fn want(&mut self, costs: &SpecCosts, cap: usize) -> usize {
-        if costs.always {
-            return cap;
-        }
-        if self.paused > 0 {
-            self.paused -= 1;
-            return 0;
-        }
-        if std::mem::take(&mut self.probe) {
-            return cap.min(MIN_DRAFT);
-        }
-        // Until a plain step and a verification are timed, the adaptive length alone.
-        let (Some(step), Some(row)) = (costs.step.get(), costs.row.get()) else {
-            return cap;
-        };
-        let p = f64::from(self.accepted / (self.accepted + self.rejected));
-        let k = best_length(p, step, 0.0, row, cap);
-        if k == 0 {
-            self.paused = self.next_pause;
-            self.next_pause = (self.next_pause * 2).min(MAX_PAUSE);
-            self.probe = true;
-        } else {
-            self.next_pause = FIRST_PAUSE;
-        }
-        k
+    if payoff.skip_paused() {
+        return 0;
     }
-
-    fn feedback(&mut self, proposed: usize, accepted: usize) {
-        self.accepted = self.accepted * DECAY + accepted as f32;
-        self.rejected = self.rejected * DECAY + f32::from(u8::from(accepted < proposed));
+    if payoff.take_probe() {
+        return cap.min(MIN_DRAFT);
     }
+    // Until a plain step and a verification are timed, the adaptive length alone.
+    let (Some(step), Some(row)) = (costs.step.get(), costs.row.get()) else {
+        return cap;
+    };
+    payoff.settle(best_length(payoff.acceptance(), step, 0.0, row, cap))
 }
 
 impl Default for LookupDrafter {
     fn default() -> Self {
         LookupDrafter {
             draft_len: FIRST_DRAFT,
-            by_ngram: std::array::from_fn(|i| Evidence::prior(i + MIN_NGRAM)),
+            // A prior worth a couple of drafts: longer matches start out more trusted.
+            by_ngram: std::array::from_fn(|i| {
+                Payoff::new((i + MIN_NGRAM - 1) as f32, 1.0, MAX_PAUSE)
+            }),
             pending: None,
             follow: None,
         }
@@ -140,7 +99,7 @@ impl LookupDrafter {
         let Some((start, n)) = followed.or_else(|| find_continuation(history)) else {
             return;
         };
-        let want = self.by_ngram[n - MIN_NGRAM].want(costs, cap);
+        let want = want(&mut self.by_ngram[n - MIN_NGRAM], costs, cap);
         if want == 0 {
             return;
         }

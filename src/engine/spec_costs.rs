@@ -57,6 +57,82 @@ pub(crate) fn best_length(p: f64, step: f64, per_token: f64, row: f64, cap: usiz
     best.0
 }
 
+/// What one drafter's drafts have earned, and its pause where they do not pay: draft
+/// tokens accepted and drafts cut short by a rejection (decayed, recent drafts weigh
+/// more: the text changes from prose to code and back), so `acceptance` estimates the
+/// chance that a draft token is right given the ones before it were. A pause (in
+/// proposals skipped) doubles up to a maximum while drafting keeps not paying, and one
+/// short probe after each measures again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Payoff {
+    pub accepted: f32,
+    pub rejected: f32,
+    pub paused: usize,
+    pub next_pause: usize,
+    max_pause: usize,
+    pub probe: bool,
+}
+
+/// The first pause after drafting was found not to pay.
+pub(crate) const FIRST_PAUSE: usize = 8;
+
+impl Payoff {
+    /// `accepted`/`rejected`: a prior worth a few drafts (0/0 for none).
+    pub fn new(accepted: f32, rejected: f32, max_pause: usize) -> Self {
+        Payoff {
+            accepted,
+            rejected,
+            paused: 0,
+            next_pause: FIRST_PAUSE,
+            max_pause,
+            probe: false,
+        }
+    }
+
+    /// Counts one proposal skipped while paused; false once the pause is over.
+    pub fn skip_paused(&mut self) -> bool {
+        let paused = self.paused > 0;
+        self.paused = self.paused.saturating_sub(1);
+        paused
+    }
+
+    /// Whether this proposal is the probe after a pause (once).
+    pub fn take_probe(&mut self) -> bool {
+        std::mem::take(&mut self.probe)
+    }
+
+    pub fn seen(&self) -> f32 {
+        self.accepted + self.rejected
+    }
+
+    pub fn acceptance(&self) -> f64 {
+        f64::from(self.accepted / self.seen())
+    }
+
+    /// Takes the draft length the costs chose: 0 starts the next pause, anything else
+    /// ends the doubling.
+    pub fn settle(&mut self, k: usize) -> usize {
+        if k == 0 {
+            self.pause();
+        } else {
+            self.next_pause = FIRST_PAUSE;
+        }
+        k
+    }
+
+    /// Stops drafting for the next pause (doubling), with one probe after it.
+    pub fn pause(&mut self) {
+        self.paused = self.next_pause;
+        self.next_pause = (self.next_pause * 2).min(self.max_pause);
+        self.probe = true;
+    }
+
+    pub fn feedback(&mut self, proposed: usize, accepted: usize) {
+        self.accepted = self.accepted * 0.9 + accepted as f32;
+        self.rejected = self.rejected * 0.9 + f32::from(u8::from(accepted < proposed));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
