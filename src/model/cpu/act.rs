@@ -19,6 +19,18 @@ pub(crate) struct BlockQ8_0 {
     pub qs: [i8; QK8_0],
 }
 
+/// Q8_0 for the repacked tiles (`q8_x8`): the block plus, per group `c` of four values,
+/// `-128 * sum(qs[4c..4c + 4])`. With VNNI the tiles dot the weights shifted to unsigned
+/// (`w + 128`) and start each lane's integer sum from this term, which gives exactly
+/// `sum(w * x)` without moving signs first (one instruction less per lane and token).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockQ8_0s {
+    pub d: f32,
+    pub qs: [i8; QK8_0],
+    pub neg_sums: [i32; QK8_0 / 4],
+}
+
 /// Q8_1: Q8_0 plus `s = d * sum(qs)` (f16-rounded), which the dot with offset formats
 /// (Q4_1) needs for the weights' minimum term.
 #[repr(C)]
@@ -43,6 +55,16 @@ impl Default for BlockQ8_0 {
         BlockQ8_0 {
             d: 0.0,
             qs: [0; QK8_0],
+        }
+    }
+}
+
+impl Default for BlockQ8_0s {
+    fn default() -> Self {
+        BlockQ8_0s {
+            d: 0.0,
+            qs: [0; QK8_0],
+            neg_sums: [0; QK8_0 / 4],
         }
     }
 }
@@ -90,6 +112,18 @@ pub(crate) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (b, x) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
         let (d, _) = quantize_32(x, &mut b.qs);
         b.d = round_f16(d);
+    }
+}
+
+/// `quantize_q8_0` plus the tiles' per-lane offsets (`BlockQ8_0s`).
+pub(crate) fn quantize_q8_0s(x: &[f32], out: &mut [BlockQ8_0s]) {
+    debug_assert_eq!(x.len(), out.len() * QK8_0);
+    for (b, x) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
+        let (d, _) = quantize_32(x, &mut b.qs);
+        b.d = round_f16(d);
+        for (s, q) in b.neg_sums.iter_mut().zip(b.qs.chunks_exact(4)) {
+            *s = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
+        }
     }
 }
 

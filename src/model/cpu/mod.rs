@@ -22,7 +22,7 @@ mod q4k_x8;
 #[cfg(target_arch = "x86_64")]
 mod q8_x8;
 
-use act::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK_K};
+use act::{BlockQ8K, BlockQ8_0, BlockQ8_0s, BlockQ8_1, QK8_0, QK_K};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Storage, Tensor};
 use std::cell::RefCell;
@@ -51,7 +51,7 @@ enum Kernel {
     Q8_1(Kernels<BlockQ8_1>),
     Q8K(Kernels<BlockQ8K>),
     /// Weights repacked eight rows at a time (`q8_x8`, `q4k_x8`).
-    Q8_0x8(Tiles<BlockQ8_0>),
+    Q8_0x8(Tiles<BlockQ8_0s>),
     Q8Kx8(Tiles<BlockQ8K>),
 }
 
@@ -59,10 +59,13 @@ enum Kernel {
 /// `stride` blocks apart: `out[t][r]`.
 type Tile<A, const T: usize> = unsafe fn(&[u8], usize, &[A], usize) -> [[f32; 8]; T];
 
-/// The kernels of a repacked format: one and four tokens at a time.
+/// The kernels of a repacked format: one to four tokens at a time (a batch's last one to
+/// three tokens, a speculative verification's remainder, take one call).
 #[derive(Clone, Copy)]
 struct Tiles<A> {
     one: Tile<A, 1>,
+    two: Tile<A, 2>,
+    three: Tile<A, 3>,
     four: Tile<A, 4>,
     /// Bytes of one repacked block of eight rows.
     block_bytes: usize,
@@ -157,6 +160,7 @@ pub(crate) struct CpuQMatMul {
 #[derive(Default)]
 struct Scratch {
     q8_0: Vec<BlockQ8_0>,
+    q8_0s: Vec<BlockQ8_0s>,
     q8_1: Vec<BlockQ8_1>,
     q8k: Vec<BlockQ8K>,
 }
@@ -186,6 +190,7 @@ struct Job<'a> {
 /// The quantized activations of one call, one buffer per activation type in use.
 struct Acts<'a> {
     q8_0: &'a [BlockQ8_0],
+    q8_0s: &'a [BlockQ8_0s],
     q8_1: &'a [BlockQ8_1],
     q8k: &'a [BlockQ8K],
 }
@@ -269,8 +274,13 @@ impl CpuQMatMul {
             SCRATCH.with(|s| {
                 let s = &mut *s.borrow_mut();
                 let uses = |f: fn(&Kernel) -> bool| jobs.iter().any(|j| f(&j.kernel));
-                let n8_0 = if uses(|k| matches!(k, Kernel::Q8_0(_) | Kernel::Q8_0x8(_))) {
+                let n8_0 = if uses(|k| matches!(k, Kernel::Q8_0(_))) {
                     quantize_rows(xs, &mut s.q8_0, QK8_0, act::quantize_q8_0)
+                } else {
+                    0
+                };
+                let n8_0s = if uses(|k| matches!(k, Kernel::Q8_0x8(_))) {
+                    quantize_rows(xs, &mut s.q8_0s, QK8_0, act::quantize_q8_0s)
                 } else {
                     0
                 };
@@ -286,6 +296,7 @@ impl CpuQMatMul {
                 };
                 let acts = Acts {
                     q8_0: &s.q8_0[..n8_0],
+                    q8_0s: &s.q8_0s[..n8_0s],
                     q8_1: &s.q8_1[..n8_1],
                     q8k: &s.q8k[..n8k],
                 };
@@ -313,9 +324,28 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
     #[cfg(target_arch = "x86_64")]
     if dot::avx2::available() {
         use q8_x8::{avx2, Format};
-        let q8 = |format: Format, one, four| {
+        // The VNNI tiles where the build targets AVX-512 VNNI, else the AVX2 ones (the
+        // same numbers either way). Q8_0's one-token tile stays AVX2: decode streams its
+        // weights from memory, and the VNNI tile's extra load per lane made it ~10% slower
+        // there (no ALU work to save: no nibbles to unpack).
+        #[cfg(not(all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        )))]
+        use q8_x8::avx2 as fast;
+        #[cfg(all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        ))]
+        use q8_x8::vnni as fast;
+        type T8<const T: usize> = Tile<BlockQ8_0s, T>;
+        let q8 = |format: Format, one: T8<1>, (two, three, four): (T8<2>, T8<3>, T8<4>)| {
             let tiles = Tiles {
                 one,
+                two,
+                three,
                 four,
                 block_bytes: format.block_bytes(),
             };
@@ -325,12 +355,26 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
             ))
         };
         return match w.dtype() {
-            GgmlDType::Q8_0 => q8(Format::Q8_0, avx2::q8_0_1, avx2::q8_0_4),
-            GgmlDType::Q4_0 => q8(Format::Q4_0, avx2::q4_0_1, avx2::q4_0_4),
-            GgmlDType::Q5_0 => q8(Format::Q5_0, avx2::q5_0_1, avx2::q5_0_4),
+            GgmlDType::Q8_0 => q8(
+                Format::Q8_0,
+                avx2::q8_0::<1>,
+                (fast::q8_0::<2>, fast::q8_0::<3>, fast::q8_0::<4>),
+            ),
+            GgmlDType::Q4_0 => q8(
+                Format::Q4_0,
+                fast::q4_0::<1>,
+                (fast::q4_0::<2>, fast::q4_0::<3>, fast::q4_0::<4>),
+            ),
+            GgmlDType::Q5_0 => q8(
+                Format::Q5_0,
+                fast::q5_0::<1>,
+                (fast::q5_0::<2>, fast::q5_0::<3>, fast::q5_0::<4>),
+            ),
             GgmlDType::Q4K => {
                 let tiles = Tiles {
                     one: q4k_x8::avx2::tile::<1>,
+                    two: q4k_x8::avx2::tile::<2>,
+                    three: q4k_x8::avx2::tile::<3>,
                     four: q4k_x8::avx2::tile::<4>,
                     block_bytes: q4k_x8::BLOCK_BYTES,
                 };
@@ -358,7 +402,7 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
                     Kernel::Q8_0(k) => rows(job, k, acts.q8_0, r, t),
                     Kernel::Q8_1(k) => rows(job, k, acts.q8_1, r, t),
                     Kernel::Q8K(k) => rows(job, k, acts.q8k, r, t),
-                    Kernel::Q8_0x8(k) => groups(job, k, acts.q8_0, r, t),
+                    Kernel::Q8_0x8(k) => groups(job, k, acts.q8_0s, r, t),
                     Kernel::Q8Kx8(k) => groups(job, k, acts.q8k, r, t),
                 }
                 start = hi;
@@ -370,7 +414,7 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
 }
 
 /// Repacked row groups `range` against all `t` activation rows: tokens in chunks that fit
-/// in L2 as in `rows`, four at a time, then one at a time.
+/// in L2 as in `rows`, four at a time, then the last one to three in one call.
 fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, t: usize) {
     const ROWS: usize = 8;
     let nb = job.per_row;
@@ -396,11 +440,18 @@ fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, 
                 }
                 i += 4;
             }
-            while i < t1 {
-                // SAFETY: as above, one row.
-                let v = unsafe { (k.one)(w, nb, &acts[i * nb..], nb) };
-                put(i, g, &v[0]);
-                i += 1;
+            // SAFETY: as above, for the last `t1 - i` rows.
+            let last = unsafe {
+                let a = &acts[i * nb..];
+                match t1 - i {
+                    3 => (k.three)(w, nb, a, nb).to_vec(),
+                    2 => (k.two)(w, nb, a, nb).to_vec(),
+                    1 => (k.one)(w, nb, a, nb).to_vec(),
+                    _ => Vec::new(),
+                }
+            };
+            for (j, v) in last.iter().enumerate() {
+                put(i + j, g, v);
             }
         }
         t0 = t1;
