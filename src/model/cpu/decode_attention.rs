@@ -62,6 +62,7 @@ struct Scratch {
     rows: Vec<f32>,
     lanes: Vec<f32>,
     values: Vec<f32>,
+    keys: Vec<f32>,
 }
 
 thread_local! {
@@ -94,8 +95,9 @@ pub(crate) fn attend(q: &[f32], k: &[f16], v: &[f16], stride: usize, s: &AttnSha
         SCRATCH.with(|scratch| {
             let sc = &mut *scratch.borrow_mut();
             grow(&mut sc.rows, per * s.total);
-            grow(&mut sc.lanes, 64 * hd);
-            grow(&mut sc.values, if per > 1 { s.total * hd } else { 0 });
+            grow(&mut sc.lanes, per * 64 * hd);
+            grow(&mut sc.keys, 8 * hd);
+            grow(&mut sc.values, s.total.div_ceil(64) * hd);
             for item in items {
                 let (i, rest) = (item / (s.n_kv_head * subs), item % (s.n_kv_head * subs));
                 let (kvh, sub) = (rest / subs, rest % subs);
@@ -158,7 +160,7 @@ mod avx2 {
     ) {
         let n = out.len() / hd;
         let rows = &mut sc.rows[..n * seen];
-        scores::<NV>(q, q_stride, n, hd, keys, seen, rows);
+        scores::<NV>(q, q_stride, n, hd, keys, seen, rows, &mut sc.keys);
         for row in rows.chunks_exact_mut(seen) {
             let masked = seen.saturating_sub(window);
             if masked > 0 {
@@ -173,24 +175,74 @@ mod avx2 {
             }
         }
         if n == 1 {
-            weighted_sum::<false, NV>(
-                rows,
-                vals.as_ptr(),
-                std::ptr::null(),
-                hd,
-                &mut sc.lanes,
-                out,
-            );
+            weighted_sum::<NV>(rows, vals.as_ptr(), hd, &mut sc.lanes, out);
             return;
         }
-        // Every head reads all values: convert them once (exactly; f16 -> f32 is lossless).
-        let vf = &mut sc.values[..seen * hd];
-        let vp = vals.as_ptr();
-        for (c, o) in vf.chunks_exact_mut(8).enumerate() {
-            _mm256_storeu_ps(o.as_mut_ptr(), load_f16(vp.add(8 * c)));
+        shared_weighted_sums::<NV>(
+            rows,
+            vals.as_ptr(),
+            n,
+            hd,
+            seen,
+            &mut sc.values,
+            &mut sc.lanes,
+            out,
+        );
+    }
+
+    /// `weighted_sum` for the `n` heads of a group (probability rows `probs[h * seen..]`,
+    /// outputs `out[h * hd..]`), lane by lane: lane `l`'s values (positions `l, l + 64, ...`)
+    /// are converted to f32 once into a small buffer that stays in L1 while every head runs
+    /// over them, instead of each head streaming the whole converted V from L2. Per head,
+    /// lane and output the same FMAs in the same order, then the same combination.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn shared_weighted_sums<const NV: usize>(
+        probs: &[f32],
+        vh: *const f16,
+        n: usize,
+        hd: usize,
+        seen: usize,
+        values: &mut [f32],
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let nv = vectors::<NV>(hd);
+        let vb = values.as_mut_ptr();
+        let lp = lanes.as_mut_ptr();
+        debug_assert!(values.len() >= seen.div_ceil(64) * hd && lanes.len() >= n * 64 * hd);
+        for l in 0..64.min(seen) {
+            let mut count = 0;
+            let mut p = l;
+            while p < seen {
+                for c in 0..nv {
+                    let v = load_f16(vh.add(p * hd + 8 * c));
+                    _mm256_storeu_ps(vb.add(count * hd + 8 * c), v);
+                }
+                count += 1;
+                p += 64;
+            }
+            for h in 0..n {
+                let pr = probs.as_ptr().add(h * seen + l);
+                let mut acc = [_mm256_setzero_ps(); NV];
+                for i in 0..count {
+                    let w = _mm256_set1_ps(*pr.add(64 * i));
+                    for (c, a) in acc.iter_mut().enumerate().take(nv) {
+                        *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(vb.add(i * hd + 8 * c)), *a);
+                    }
+                }
+                for (c, a) in acc.iter().enumerate().take(nv) {
+                    _mm256_storeu_ps(lp.add((h * 64 + l) * hd + 8 * c), *a);
+                }
+            }
         }
-        for (row, o) in rows.chunks_exact(seen).zip(out.chunks_exact_mut(hd)) {
-            weighted_sum::<true, NV>(row, std::ptr::null(), vf.as_ptr(), hd, &mut sc.lanes, o);
+        // Lanes with no position (fewer than 64 keys) sum nothing.
+        for h in 0..n {
+            for l in seen.min(64)..64 {
+                std::slice::from_raw_parts_mut(lp.add((h * 64 + l) * hd), hd).fill(0.0);
+            }
+            let lanes = std::slice::from_raw_parts(lp.add(h * 64 * hd), 64 * hd);
+            combine_lanes::<NV>(lanes, hd, &mut out[h * hd..(h + 1) * hd]);
         }
     }
 
@@ -213,8 +265,10 @@ mod avx2 {
     /// `out[h * seen + j] = q_h . k_j` for the `n` heads of a group (head `h`'s query at
     /// `q[h * q_stride..]`), each summed as `ggml_vec_dot_f16` (64 lanes): dimension `e`
     /// goes to lane `e % 64` (vector `(e / 8) % 8`), each lane in dimension order, lanes
-    /// combined as `(l + (32+l)) + ((16+l) + (48+l))`, then `reduce16`. Each key is
-    /// converted once for all the heads.
+    /// combined as `(l + (32+l)) + ((16+l) + (48+l))`, then `reduce16`. Keys go eight at a
+    /// time: converted once into `kbuf` for all the heads, and their eight horizontal sums
+    /// done side by side (`reduce16_x8`) instead of one shuffle chain per key.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn scores<const NV: usize>(
         q: &[f32],
@@ -224,67 +278,70 @@ mod avx2 {
         keys: &[f16],
         seen: usize,
         out: &mut [f32],
+        kbuf: &mut [f32],
     ) {
         let nv = vectors::<NV>(hd);
         debug_assert!(q.len() >= (n - 1) * q_stride + hd && out.len() >= n * seen);
-        let (qp, kp, op) = (q.as_ptr(), keys.as_ptr(), out.as_mut_ptr());
-        let mut kv = [_mm256_setzero_ps(); NV];
-        for j in 0..seen {
-            let kr = kp.add(j * hd);
-            for (c, v) in kv.iter_mut().enumerate().take(nv) {
-                *v = load_f16(kr.add(8 * c));
+        debug_assert!(kbuf.len() >= 8 * hd);
+        let (qp, kp, op, bp) = (
+            q.as_ptr(),
+            keys.as_ptr(),
+            out.as_mut_ptr(),
+            kbuf.as_mut_ptr(),
+        );
+        // The 16 lane sums of one key as `lo ++ hi` added (`reduce16`'s first step).
+        let key_sum = |qv: &[__m256; NV], kr: *const f32| {
+            let zero = _mm256_setzero_ps();
+            let mut a = [zero; 8];
+            for (c, qc) in qv.iter().enumerate().take(nv) {
+                a[c % 8] = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(kr.add(8 * c)), a[c % 8]);
+            }
+            let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+            let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+            _mm256_add_ps(hi, lo)
+        };
+        let load_q = |h: usize| {
+            let qh = qp.add(h * q_stride);
+            let mut qv = [_mm256_setzero_ps(); NV];
+            for (c, v) in qv.iter_mut().enumerate().take(nv) {
+                *v = _mm256_loadu_ps(qh.add(8 * c));
+            }
+            qv
+        };
+        let full = seen / 8 * 8;
+        for j0 in (0..full).step_by(8) {
+            for e in 0..8 {
+                for c in 0..nv {
+                    let at = (j0 + e) * hd + 8 * c;
+                    _mm256_storeu_ps(bp.add(e * hd + 8 * c), load_f16(kp.add(at)));
+                }
             }
             for h in 0..n {
-                let qh = qp.add(h * q_stride);
-                let zero = _mm256_setzero_ps();
-                let mut a = [zero; 8];
-                for (c, k) in kv.iter().enumerate().take(nv) {
-                    a[c % 8] = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(8 * c)), *k, a[c % 8]);
-                }
-                let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
-                let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
-                *op.add(h * seen + j) = tiled::reduce16(lo, hi);
+                let qv = load_q(h);
+                let t8: [__m256; 8] = std::array::from_fn(|e| key_sum(&qv, bp.add(e * hd)));
+                _mm256_storeu_ps(op.add(h * seen + j0), reduce16_x8(t8));
+            }
+        }
+        for j in full..seen {
+            for c in 0..nv {
+                _mm256_storeu_ps(bp.add(8 * c), load_f16(kp.add(j * hd + 8 * c)));
+            }
+            for h in 0..n {
+                let t8 = key_sum(&load_q(h), bp);
+                // `reduce16` after its first step.
+                let t4 = _mm_add_ps(_mm256_extractf128_ps::<1>(t8), _mm256_castps256_ps128(t8));
+                let s = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+                *op.add(h * seen + j) = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
             }
         }
     }
 
-    /// `out[d] = sum_p probs[p] * v[p][d]`, summed as `ggml_vec_dot_f16` sums each output:
-    /// position `p` goes to lane `p % 64`, each lane in position order, then the lanes
-    /// combine as in `scores`. One lane at a time (its positions `l, l + 64, ...`) with
-    /// the whole head in registers; the 64 lane sums go through `lanes` (`[64, hd]`).
-    /// The values are read as f32 from `vf` when `F32`, else as f16 from `vh`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum<const F32: bool, const NV: usize>(
-        probs: &[f32],
-        vh: *const f16,
-        vf: *const f32,
-        hd: usize,
-        lanes: &mut [f32],
-        out: &mut [f32],
-    ) {
+    /// The 64 lane sums `lanes[l * hd..]` of one output combined as `scores` combines a
+    /// dot product's lanes.
+    #[inline(always)]
+    unsafe fn combine_lanes<const NV: usize>(lanes: &[f32], hd: usize, out: &mut [f32]) {
         let nv = vectors::<NV>(hd);
-        let seen = probs.len();
-        let lp = lanes.as_mut_ptr();
-        for l in 0..64 {
-            let mut acc = [_mm256_setzero_ps(); NV];
-            let mut p = l;
-            while p < seen {
-                let w = _mm256_set1_ps(*probs.get_unchecked(p));
-                for (c, a) in acc.iter_mut().enumerate().take(nv) {
-                    let at = p * hd + 8 * c;
-                    let v = if F32 {
-                        _mm256_loadu_ps(vf.add(at))
-                    } else {
-                        load_f16(vh.add(at))
-                    };
-                    *a = _mm256_fmadd_ps(w, v, *a);
-                }
-                p += 64;
-            }
-            for (c, a) in acc.iter().enumerate().take(nv) {
-                _mm256_storeu_ps(lp.add(l * hd + 8 * c), *a);
-            }
-        }
+        let lp = lanes.as_ptr();
         let lane = |l: usize, c: usize| _mm256_loadu_ps(lp.add(l * hd + 8 * c));
         for c in 0..nv {
             let s: [__m256; 16] = std::array::from_fn(|l| {
@@ -298,6 +355,72 @@ mod avx2 {
             let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
             _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), r);
         }
+    }
+
+    /// `reduce16`'s horizontal part for eight keys at once: key `e`'s `t8` (its `lo + hi`)
+    /// becomes `(t4[0] + t4[2]) + (t4[1] + t4[3])` with `t4 = t8.hi + t8.lo`, the same
+    /// additions in the same order, with the keys side by side in the lanes.
+    #[inline(always)]
+    unsafe fn reduce16_x8(t8: [__m256; 8]) -> __m256 {
+        // t4 of keys (2i, 2i + 1) in the low and high halves.
+        let t4 = |a: __m256, b: __m256| {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x31>(a, b),
+                _mm256_permute2f128_ps::<0x20>(a, b),
+            )
+        };
+        let (a01, a23, a45, a67) = (
+            t4(t8[0], t8[1]),
+            t4(t8[2], t8[3]),
+            t4(t8[4], t8[5]),
+            t4(t8[6], t8[7]),
+        );
+        // (t4[0] + t4[2], t4[1] + t4[3]) of two keys per half.
+        let s = |a: __m256, b: __m256| {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<0x44>(a, b),
+                _mm256_shuffle_ps::<0xEE>(a, b),
+            )
+        };
+        let (e0, e1) = (s(a01, a23), s(a45, a67));
+        // s[0] + s[1]: keys 0, 2, 4, 6 in the low half, 1, 3, 5, 7 in the high one.
+        let f = _mm256_add_ps(
+            _mm256_shuffle_ps::<0x88>(e0, e1),
+            _mm256_shuffle_ps::<0xDD>(e0, e1),
+        );
+        _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// `out[d] = sum_p probs[p] * v[p][d]`, summed as `ggml_vec_dot_f16` sums each output:
+    /// position `p` goes to lane `p % 64`, each lane in position order, then the lanes
+    /// combine as in `scores`. One lane at a time (its positions `l, l + 64, ...`) with
+    /// the whole head in registers; the 64 lane sums go through `lanes` (`[64, hd]`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum<const NV: usize>(
+        probs: &[f32],
+        vh: *const f16,
+        hd: usize,
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let nv = vectors::<NV>(hd);
+        let seen = probs.len();
+        let lp = lanes.as_mut_ptr();
+        for l in 0..64 {
+            let mut acc = [_mm256_setzero_ps(); NV];
+            let mut p = l;
+            while p < seen {
+                let w = _mm256_set1_ps(*probs.get_unchecked(p));
+                for (c, a) in acc.iter_mut().enumerate().take(nv) {
+                    *a = _mm256_fmadd_ps(w, load_f16(vh.add(p * hd + 8 * c)), *a);
+                }
+                p += 64;
+            }
+            for (c, a) in acc.iter().enumerate().take(nv) {
+                _mm256_storeu_ps(lp.add(l * hd + 8 * c), *a);
+            }
+        }
+        combine_lanes::<NV>(lanes, hd, out);
     }
 }
 
