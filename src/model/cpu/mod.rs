@@ -20,6 +20,8 @@ mod pool;
 #[cfg(target_arch = "x86_64")]
 mod q4k_x8;
 #[cfg(target_arch = "x86_64")]
+mod q6k_x8;
+#[cfg(target_arch = "x86_64")]
 mod q8_x8;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_0s, BlockQ8_1, QK8_0, QK_K};
@@ -315,7 +317,7 @@ impl CpuQMatMul {
 }
 
 /// The weight repacked eight rows at a time with its kernels, where the CPU and format
-/// have them (AVX2; Q8_0, Q4_0, Q5_0, Q4_K; `n % 8 == 0`). `WICK_CPU_REPACK=0` keeps the
+/// have them (AVX2; Q8_0, Q4_0, Q5_0, Q4_K, Q6_K; `n % 8 == 0`). `WICK_CPU_REPACK=0` keeps the
 /// loaded layout (for comparisons).
 fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
     if !n.is_multiple_of(8) || std::env::var("WICK_CPU_REPACK").is_ok_and(|v| v == "0") {
@@ -379,6 +381,16 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
                     block_bytes: q4k_x8::BLOCK_BYTES,
                 };
                 Some((Kernel::Q8Kx8(tiles), q4k_x8::repack(&w.data().ok()?, n, k)))
+            }
+            GgmlDType::Q6K => {
+                let tiles = Tiles {
+                    one: q6k_x8::avx2::tile::<1>,
+                    two: q6k_x8::avx2::tile::<2>,
+                    three: q6k_x8::avx2::tile::<3>,
+                    four: q6k_x8::avx2::tile::<4>,
+                    block_bytes: q6k_x8::BLOCK_BYTES,
+                };
+                Some((Kernel::Q8Kx8(tiles), q6k_x8::repack(&w.data().ok()?, n, k)))
             }
             _ => None,
         };
