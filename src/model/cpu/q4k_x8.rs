@@ -143,55 +143,89 @@ pub(crate) mod avx2 {
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
+pub(crate) mod tests {
     use super::super::act::quantize_q8_k;
     use super::super::dot;
     use super::*;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
+    type Tile<const T: usize> = unsafe fn(&[u8], usize, &[BlockQ8K], usize) -> [[f32; ROWS]; T];
+
+    /// A K-quant format's repacking and tiles, and the one-row kernel they must equal.
+    pub(crate) struct Case {
+        pub dtype: GgmlDType,
+        pub repack: fn(&[u8], usize, usize) -> Vec<u8>,
+        /// Bytes of one repacked super-block of eight rows.
+        pub block_bytes: usize,
+        pub tiles: (Tile<1>, Tile<2>, Tile<3>, Tile<4>),
+        pub one_row: unsafe fn(&[u8], &[BlockQ8K]) -> f32,
+    }
+
     /// Every (token, row) of every tile size equals the one-row kernel exactly.
-    #[test]
-    fn repacked_tiles_equal_the_one_row_kernel_exactly() {
+    pub(crate) fn check(case: Case, seed: u32) {
         if !dot::avx2::available() {
             return;
         }
         let (n, k, t) = (16, 768, 5);
-        let mut seed = 0;
+        let mut seed = seed;
         let mut v = |len: usize| {
             seed += 1;
             dot::tests::values(len, seed)
         };
         let wt = Tensor::from_vec(v(n * k), (n, k), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&wt, GgmlDType::Q4K).unwrap();
+        let q = QTensor::quantize(&wt, case.dtype).unwrap();
         let bytes = q.data().unwrap().into_owned();
-        let packed = repack(&bytes, n, k);
+        let packed = (case.repack)(&bytes, n, k);
         let nb = k / QK_K;
         let mut a = vec![BlockQ8K::default(); t * nb];
         quantize_q8_k(&v(t * k), &mut a);
-        let row_bytes = nb * Q4_K_BYTES;
+        let row_bytes = bytes.len() / n;
+        let (one, two, three, four) = case.tiles;
         for g in 0..n / ROWS {
-            let w = &packed[g * nb * BLOCK_BYTES..][..nb * BLOCK_BYTES];
+            let w = &packed[g * nb * case.block_bytes..][..nb * case.block_bytes];
             // SAFETY: AVX2 checked above; `w` holds `nb` blocks, `a` `t * nb`.
-            let (one, four) = unsafe {
-                (
-                    avx2::tile::<1>(w, nb, &a[4 * nb..], nb),
-                    avx2::tile::<4>(w, nb, &a, nb),
-                )
+            let got: Vec<[f32; ROWS]> = unsafe {
+                let mut got = four(w, nb, &a, nb).to_vec();
+                got.extend(one(w, nb, &a[4 * nb..], nb));
+                got.extend(two(w, nb, &a[3 * nb..], nb));
+                got.extend(three(w, nb, &a[2 * nb..], nb));
+                got
             };
+            // Token of each result: 0..4 (four), 4 (one), 3, 4 (two), 2, 3, 4 (three).
+            let token = [0, 1, 2, 3, 4, 3, 4, 2, 3, 4];
             for r in 0..ROWS {
                 let row = &bytes[(g * ROWS + r) * row_bytes..][..row_bytes];
-                for tok in 0..t {
+                for (res, &tok) in got.iter().zip(&token) {
                     // SAFETY: as above.
-                    let want = unsafe { dot::avx2::q4_k(row, &a[tok * nb..(tok + 1) * nb]) };
-                    let got = if tok < 4 { four[tok][r] } else { one[0][r] };
+                    let want = unsafe { (case.one_row)(row, &a[tok * nb..(tok + 1) * nb]) };
                     assert_eq!(
-                        got.to_bits(),
+                        res[r].to_bits(),
                         want.to_bits(),
-                        "group {g} row {r} token {tok}"
+                        "{:?} group {g} row {r} token {tok}",
+                        case.dtype
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn repacked_tiles_equal_the_one_row_kernel_exactly() {
+        check(
+            Case {
+                dtype: GgmlDType::Q4K,
+                repack,
+                block_bytes: BLOCK_BYTES,
+                tiles: (
+                    avx2::tile::<1>,
+                    avx2::tile::<2>,
+                    avx2::tile::<3>,
+                    avx2::tile::<4>,
+                ),
+                one_row: dot::avx2::q4_k,
+            },
+            0,
+        );
     }
 }

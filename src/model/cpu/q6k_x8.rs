@@ -69,14 +69,9 @@ pub(crate) fn repack(w: &[u8], n: usize, k: usize) -> Vec<u8> {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::super::act::BlockQ8K;
+    use super::super::q8_x8::simd::{bcast4, rows_out};
     use super::{BLOCK_BYTES, QH, QL, ROWS, SCALES};
     use std::arch::x86_64::*;
-
-    // SAFETY (callers): `p` points to 4 readable bytes.
-    #[inline(always)]
-    unsafe fn bcast4(p: *const u8) -> __m256i {
-        _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-    }
 
     /// `acc + (lanes 2r, 2r + 1 of a) * (lanes 2r, 2r + 1 of b)` per row: `vpdpwssd` where
     /// the build has VNNI (it does not saturate), else `madd` and `add` (the same exact
@@ -189,71 +184,34 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        let mut out = [[0f32; ROWS]; T];
-        for t in 0..T {
-            // `hsum_f32`'s tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-            let s = |x: usize, y: usize| _mm256_add_ps(acc[x][t], acc[y][t]);
-            let v = _mm256_add_ps(
-                _mm256_add_ps(s(0, 4), s(2, 6)),
-                _mm256_add_ps(s(1, 5), s(3, 7)),
-            );
-            _mm256_storeu_ps(out[t].as_mut_ptr(), v);
-        }
-        out
+        rows_out(&acc)
     }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::super::act::{quantize_q8_k, BlockQ8K};
     use super::super::dot;
+    use super::super::q4k_x8::tests::{check, Case};
     use super::*;
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use candle_core::{Device, Tensor};
+    use candle_core::quantized::GgmlDType;
 
     /// Every (token, row) of every tile size equals the one-row kernel exactly.
     #[test]
     fn repacked_tiles_equal_the_one_row_kernel_exactly() {
-        if !dot::avx2::available() {
-            return;
-        }
-        let (n, k, t) = (16, 768, 5);
-        let mut seed = 10;
-        let mut v = |len: usize| {
-            seed += 1;
-            dot::tests::values(len, seed)
-        };
-        let wt = Tensor::from_vec(v(n * k), (n, k), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&wt, GgmlDType::Q6K).unwrap();
-        let bytes = q.data().unwrap().into_owned();
-        let packed = repack(&bytes, n, k);
-        let nb = k / QK_K;
-        let mut a = vec![BlockQ8K::default(); t * nb];
-        quantize_q8_k(&v(t * k), &mut a);
-        let row_bytes = nb * Q6_K_BYTES;
-        for g in 0..n / ROWS {
-            let w = &packed[g * nb * BLOCK_BYTES..][..nb * BLOCK_BYTES];
-            // SAFETY: AVX2 checked above; `w` holds `nb` blocks, `a` `t * nb`.
-            let got: Vec<[f32; ROWS]> = unsafe {
-                let mut got = avx2::tile::<4>(w, nb, &a, nb).to_vec();
-                got.extend(avx2::tile::<1>(w, nb, &a[4 * nb..], nb));
-                got.extend(avx2::tile::<2>(w, nb, &a[3 * nb..], nb));
-                got.extend(avx2::tile::<3>(w, nb, &a[2 * nb..], nb));
-                got
-            };
-            let token = [0, 1, 2, 3, 4, 3, 4, 2, 3, 4];
-            for r in 0..ROWS {
-                let row = &bytes[(g * ROWS + r) * row_bytes..][..row_bytes];
-                for (res, &tok) in got.iter().zip(&token) {
-                    // SAFETY: as above.
-                    let want = unsafe { dot::avx2::q6_k(row, &a[tok * nb..(tok + 1) * nb]) };
-                    assert_eq!(
-                        res[r].to_bits(),
-                        want.to_bits(),
-                        "group {g} row {r} token {tok}"
-                    );
-                }
-            }
-        }
+        check(
+            Case {
+                dtype: GgmlDType::Q6K,
+                repack,
+                block_bytes: BLOCK_BYTES,
+                tiles: (
+                    avx2::tile::<1>,
+                    avx2::tile::<2>,
+                    avx2::tile::<3>,
+                    avx2::tile::<4>,
+                ),
+                one_row: dot::avx2::q6_k,
+            },
+            10,
+        );
     }
 }

@@ -99,6 +99,66 @@ pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
     out
 }
 
+/// What both tile paths (and `q6k_x8`) share.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd {
+    use super::ROWS;
+    use std::arch::x86_64::*;
+
+    // SAFETY (callers): `p` points to 4 readable bytes and the CPU has AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn bcast4(p: *const u8) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    }
+
+    /// Q5_0's high bits as repacked: lane `4r + e` reads byte `e` of a broadcast, and its
+    /// bit is `r`.
+    // SAFETY (callers): the CPU has AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn lane_bits() -> __m256i {
+        _mm256_setr_epi8(
+            1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64,
+            64, 64, -128, -128, -128, -128,
+        )
+    }
+
+    /// `out[t][r]` from the eight lane accumulators of every row (`lanes[c][t]`), added in
+    /// `hsum_f32`'s tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+    // SAFETY (callers): the CPU has AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn rows_out<const T: usize>(lanes: &[[__m256; T]; 8]) -> [[f32; ROWS]; T] {
+        let mut out = [[0f32; ROWS]; T];
+        for t in 0..T {
+            let s = |x: usize, y: usize| _mm256_add_ps(lanes[x][t], lanes[y][t]);
+            let v = _mm256_add_ps(
+                _mm256_add_ps(s(0, 4), s(2, 6)),
+                _mm256_add_ps(s(1, 5), s(3, 7)),
+            );
+            _mm256_storeu_ps(out[t].as_mut_ptr(), v);
+        }
+        out
+    }
+}
+
+/// The public tiles of a path, one per format, over its `tile`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tiles {
+    ($name:ident, $format:expr) => {
+        // SAFETY (callers): the CPU has the path's features (AVX2, FMA and F16C; the VNNI
+        // ones compiled in for `vnni`); `w` holds `nb` repacked blocks, `a` `T` rows of `nb`
+        // blocks `stride` apart.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $name<const T: usize>(
+            w: &[u8],
+            nb: usize,
+            a: &[BlockQ8_0s],
+            stride: usize,
+        ) -> [[f32; ROWS]; T] {
+            tile::<T>($format, w, nb, a, stride)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 // Where the build has AVX-512 VNNI the `vnni` tiles run instead (these stay for the test).
 #[cfg_attr(
@@ -112,14 +172,9 @@ pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
 pub(crate) mod avx2 {
     use super::super::act::BlockQ8_0s;
     use super::super::dot::avx2::dot_us8;
+    use super::simd::{bcast4, lane_bits, rows_out};
     use super::{Format, HIGH_BITS, ROWS, VALUES};
     use std::arch::x86_64::*;
-
-    // SAFETY (callers): `p` points to 4 readable bytes and the CPU has AVX2.
-    #[inline(always)]
-    unsafe fn bcast4(p: *const u8) -> __m256i {
-        _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-    }
 
     /// The signed weights of vectors `g` and `g + 4` of the block at `p`.
     // SAFETY (callers): `p` points to a whole repacked block of `format` and the CPU has AVX2.
@@ -140,10 +195,7 @@ pub(crate) mod avx2 {
             Format::Q5_0 => {
                 let v = at(g);
                 // Lane 4r + e reads byte e of the broadcast; its bit is r.
-                let lane_bits = _mm256_setr_epi8(
-                    1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32,
-                    64, 64, 64, 64, -128, -128, -128, -128,
-                );
+                let lane_bits = lane_bits();
                 // A clear high bit means value - 16 < 0: OR in 0xF0 there (two's complement).
                 let high = |c: usize| {
                     let set = _mm256_and_si256(bcast4(p.add(HIGH_BITS + 4 * c)), lane_bits);
@@ -189,33 +241,7 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        let mut out = [[0f32; ROWS]; T];
-        for t in 0..T {
-            // `hsum_f32`'s tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-            let s = |x: usize, y: usize| _mm256_add_ps(acc[x][t], acc[y][t]);
-            let v = _mm256_add_ps(
-                _mm256_add_ps(s(0, 4), s(2, 6)),
-                _mm256_add_ps(s(1, 5), s(3, 7)),
-            );
-            _mm256_storeu_ps(out[t].as_mut_ptr(), v);
-        }
-        out
-    }
-
-    macro_rules! tiles {
-        ($name:ident, $format:expr) => {
-            // SAFETY (callers): the CPU has AVX2, FMA and F16C; `w` holds `nb` repacked
-            // blocks, `a` `T` rows of `nb` blocks `stride` apart.
-            #[target_feature(enable = "avx2,fma,f16c")]
-            pub(crate) unsafe fn $name<const T: usize>(
-                w: &[u8],
-                nb: usize,
-                a: &[BlockQ8_0s],
-                stride: usize,
-            ) -> [[f32; ROWS]; T] {
-                tile::<T>($format, w, nb, a, stride)
-            }
-        };
+        rows_out(&acc)
     }
 
     tiles!(q8_0, Format::Q8_0);
@@ -241,14 +267,9 @@ pub(crate) mod avx2 {
 ))]
 pub(crate) mod vnni {
     use super::super::act::BlockQ8_0s;
+    use super::simd::{bcast4, lane_bits, rows_out};
     use super::{Format, HIGH_BITS, ROWS, VALUES};
     use std::arch::x86_64::*;
-
-    // SAFETY (callers): `p` points to 4 readable bytes.
-    #[inline(always)]
-    unsafe fn bcast4(p: *const u8) -> __m256i {
-        _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-    }
 
     /// Vectors `g` and `g + 4` of the block at `p` as unsigned bytes `w + 128`.
     // SAFETY (callers): `p` points to a whole repacked block of `format`.
@@ -277,10 +298,7 @@ pub(crate) mod vnni {
                 // w = (nibble | high << 4) - 16, so w + 128 = (nibble | 0x70), plus 16 where
                 // the high bit is set. Lane 4r + e reads byte e of the broadcast; its bit is r.
                 let v = at(g);
-                let lane_bits = _mm256_setr_epi8(
-                    1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32,
-                    64, 64, 64, 64, -128, -128, -128, -128,
-                );
+                let lane_bits = lane_bits();
                 let (fill, sixteen) = (_mm256_set1_epi8(0x70), _mm256_set1_epi8(16));
                 let one = |nibbles: __m256i, c: usize| {
                     // (A & B) | C: 0xF0 & 0xCC | 0xAA.
@@ -358,33 +376,7 @@ pub(crate) mod vnni {
                 }
             }
         }
-        let mut out = [[0f32; ROWS]; T];
-        for t in 0..T {
-            // `hsum_f32`'s tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-            let s = |x: usize, y: usize| _mm256_add_ps(lanes[x][t], lanes[y][t]);
-            let v = _mm256_add_ps(
-                _mm256_add_ps(s(0, 4), s(2, 6)),
-                _mm256_add_ps(s(1, 5), s(3, 7)),
-            );
-            _mm256_storeu_ps(out[t].as_mut_ptr(), v);
-        }
-        out
-    }
-
-    macro_rules! tiles {
-        ($name:ident, $format:expr) => {
-            // SAFETY (callers): the CPU has F16C (the module's features are compiled in); `w` holds `nb` repacked
-            // blocks, `a` `T` rows of `nb` blocks `stride` apart.
-            #[target_feature(enable = "avx2,fma,f16c")]
-            pub(crate) unsafe fn $name<const T: usize>(
-                w: &[u8],
-                nb: usize,
-                a: &[BlockQ8_0s],
-                stride: usize,
-            ) -> [[f32; ROWS]; T] {
-                tile::<T>($format, w, nb, a, stride)
-            }
-        };
+        rows_out(&lanes)
     }
 
     tiles!(q8_0, Format::Q8_0);
@@ -410,58 +402,45 @@ mod tests {
         if !dot::avx2::available() {
             return;
         }
-        let avx2: [Tiles; 3] = [
-            (
-                Format::Q8_0,
-                avx2::q8_0::<1>,
-                avx2::q8_0::<2>,
-                avx2::q8_0::<3>,
-                avx2::q8_0::<4>,
-            ),
-            (
-                Format::Q4_0,
-                avx2::q4_0::<1>,
-                avx2::q4_0::<2>,
-                avx2::q4_0::<3>,
-                avx2::q4_0::<4>,
-            ),
-            (
-                Format::Q5_0,
-                avx2::q5_0::<1>,
-                avx2::q5_0::<2>,
-                avx2::q5_0::<3>,
-                avx2::q5_0::<4>,
-            ),
-        ];
+        // A path's tiles for the three formats, one to four tokens.
+        macro_rules! path {
+            ($m:ident) => {
+                [
+                    (
+                        Format::Q8_0,
+                        $m::q8_0::<1>,
+                        $m::q8_0::<2>,
+                        $m::q8_0::<3>,
+                        $m::q8_0::<4>,
+                    ),
+                    (
+                        Format::Q4_0,
+                        $m::q4_0::<1>,
+                        $m::q4_0::<2>,
+                        $m::q4_0::<3>,
+                        $m::q4_0::<4>,
+                    ),
+                    (
+                        Format::Q5_0,
+                        $m::q5_0::<1>,
+                        $m::q5_0::<2>,
+                        $m::q5_0::<3>,
+                        $m::q5_0::<4>,
+                    ),
+                ]
+            };
+        }
+        let avx2: [Tiles; 3] = path!(avx2);
         check(&avx2);
         #[cfg(all(
             target_feature = "avx512vnni",
             target_feature = "avx512vl",
             target_feature = "avx512bw"
         ))]
-        check(&[
-            (
-                Format::Q8_0,
-                vnni::q8_0::<1>,
-                vnni::q8_0::<2>,
-                vnni::q8_0::<3>,
-                vnni::q8_0::<4>,
-            ),
-            (
-                Format::Q4_0,
-                vnni::q4_0::<1>,
-                vnni::q4_0::<2>,
-                vnni::q4_0::<3>,
-                vnni::q4_0::<4>,
-            ),
-            (
-                Format::Q5_0,
-                vnni::q5_0::<1>,
-                vnni::q5_0::<2>,
-                vnni::q5_0::<3>,
-                vnni::q5_0::<4>,
-            ),
-        ]);
+        {
+            let vnni: [Tiles; 3] = path!(vnni);
+            check(&vnni);
+        }
     }
 
     fn check(tiles: &[Tiles]) {
