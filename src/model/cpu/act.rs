@@ -24,7 +24,7 @@ pub(crate) struct BlockQ8_0 {
 /// (`w + 128`) and start each lane's integer sum from this term, which gives exactly
 /// `sum(w * x)` without moving signs first (one instruction less per lane and token).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct BlockQ8_0s {
     pub d: f32,
     pub qs: [i8; QK8_0],
@@ -55,16 +55,6 @@ impl Default for BlockQ8_0 {
         BlockQ8_0 {
             d: 0.0,
             qs: [0; QK8_0],
-        }
-    }
-}
-
-impl Default for BlockQ8_0s {
-    fn default() -> Self {
-        BlockQ8_0s {
-            d: 0.0,
-            qs: [0; QK8_0],
-            neg_sums: [0; QK8_0 / 4],
         }
     }
 }

@@ -325,71 +325,39 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
     }
     #[cfg(target_arch = "x86_64")]
     if dot::avx2::available() {
-        use q8_x8::{avx2, Format};
-        // The VNNI tiles where the build targets AVX-512 VNNI, else the AVX2 ones (the
-        // same numbers either way). Q8_0's one-token tile stays AVX2: decode streams its
-        // weights from memory, and the VNNI tile's extra load per lane made it ~10% slower
-        // there (no ALU work to save: no nibbles to unpack).
-        #[cfg(not(all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        )))]
-        use q8_x8::avx2 as fast;
-        #[cfg(all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        ))]
-        use q8_x8::vnni as fast;
-        type T8<const T: usize> = Tile<BlockQ8_0s, T>;
-        let q8 = |format: Format, one: T8<1>, (two, three, four): (T8<2>, T8<3>, T8<4>)| {
-            let tiles = Tiles {
-                one,
-                two,
-                three,
-                four,
-                block_bytes: format.block_bytes(),
+        use q8_x8::{avx2, fast, Format};
+        // A format's tiles: `$one` for one token, `$rest` for two to four.
+        macro_rules! tiles {
+            ($($one:ident)::+, $($rest:ident)::+, $bytes:expr) => {
+                Tiles {
+                    one: $($one)::+::<1>,
+                    two: $($rest)::+::<2>,
+                    three: $($rest)::+::<3>,
+                    four: $($rest)::+::<4>,
+                    block_bytes: $bytes,
+                }
             };
+        }
+        let q8 = |format: Format, tiles| {
             Some((
                 Kernel::Q8_0x8(tiles),
                 q8_x8::repack(format, &w.data().ok()?, n, k),
             ))
         };
+        let (q8_0, q4_0, q5_0) = (Format::Q8_0, Format::Q4_0, Format::Q5_0);
         return match w.dtype() {
-            GgmlDType::Q8_0 => q8(
-                Format::Q8_0,
-                avx2::q8_0::<1>,
-                (fast::q8_0::<2>, fast::q8_0::<3>, fast::q8_0::<4>),
-            ),
-            GgmlDType::Q4_0 => q8(
-                Format::Q4_0,
-                fast::q4_0::<1>,
-                (fast::q4_0::<2>, fast::q4_0::<3>, fast::q4_0::<4>),
-            ),
-            GgmlDType::Q5_0 => q8(
-                Format::Q5_0,
-                fast::q5_0::<1>,
-                (fast::q5_0::<2>, fast::q5_0::<3>, fast::q5_0::<4>),
-            ),
+            // Q8_0's one-token tile stays AVX2: decode streams its weights from memory, and
+            // the VNNI tile's extra load per lane made it ~10% slower there (no nibbles to
+            // unpack, no ALU work to save).
+            GgmlDType::Q8_0 => q8(q8_0, tiles!(avx2::q8_0, fast::q8_0, q8_0.block_bytes())),
+            GgmlDType::Q4_0 => q8(q4_0, tiles!(fast::q4_0, fast::q4_0, q4_0.block_bytes())),
+            GgmlDType::Q5_0 => q8(q5_0, tiles!(fast::q5_0, fast::q5_0, q5_0.block_bytes())),
             GgmlDType::Q4K => {
-                let tiles = Tiles {
-                    one: q4k_x8::avx2::tile::<1>,
-                    two: q4k_x8::avx2::tile::<2>,
-                    three: q4k_x8::avx2::tile::<3>,
-                    four: q4k_x8::avx2::tile::<4>,
-                    block_bytes: q4k_x8::BLOCK_BYTES,
-                };
+                let tiles = tiles!(q4k_x8::avx2::tile, q4k_x8::avx2::tile, q4k_x8::BLOCK_BYTES);
                 Some((Kernel::Q8Kx8(tiles), q4k_x8::repack(&w.data().ok()?, n, k)))
             }
             GgmlDType::Q6K => {
-                let tiles = Tiles {
-                    one: q6k_x8::avx2::tile::<1>,
-                    two: q6k_x8::avx2::tile::<2>,
-                    three: q6k_x8::avx2::tile::<3>,
-                    four: q6k_x8::avx2::tile::<4>,
-                    block_bytes: q6k_x8::BLOCK_BYTES,
-                };
+                let tiles = tiles!(q6k_x8::avx2::tile, q6k_x8::avx2::tile, q6k_x8::BLOCK_BYTES);
                 Some((Kernel::Q8Kx8(tiles), q6k_x8::repack(&w.data().ok()?, n, k)))
             }
             _ => None,
@@ -432,10 +400,15 @@ fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, 
     let nb = job.per_row;
     let group_bytes = nb * k.block_bytes;
     let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<A>()).max(1)).max(4) / 4 * 4;
-    // SAFETY: the group's rows belong to this thread only and `(i + 1) * n <= t * n`;
-    // each write is one token's eight consecutive outputs.
-    let put = |i: usize, g: usize, v: &[f32; ROWS]| unsafe {
-        std::ptr::copy_nonoverlapping(v.as_ptr(), job.out.0.add(i * job.n + g * ROWS), ROWS)
+    let put = |i: usize, g: usize, v: &[[f32; ROWS]]| {
+        for (j, v) in v.iter().enumerate() {
+            // SAFETY: the group's rows belong to this thread only and
+            // `(i + v.len()) * n <= t * n`; each write is one token's eight outputs.
+            unsafe {
+                let dst = job.out.0.add((i + j) * job.n + g * ROWS);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), dst, ROWS)
+            }
+        }
     };
     let mut t0 = 0;
     while t0 < t {
@@ -447,23 +420,19 @@ fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, 
                 // SAFETY: the kernels were chosen on a CPU that has their features; `w`
                 // holds `nb` blocks and `acts` four rows of `nb` from `i`.
                 let v = unsafe { (k.four)(w, nb, &acts[i * nb..], nb) };
-                for (j, v) in v.iter().enumerate() {
-                    put(i + j, g, v);
-                }
+                put(i, g, &v);
                 i += 4;
             }
-            // SAFETY: as above, for the last `t1 - i` rows.
-            let last = unsafe {
-                let a = &acts[i * nb..];
-                match t1 - i {
-                    3 => (k.three)(w, nb, a, nb).to_vec(),
-                    2 => (k.two)(w, nb, a, nb).to_vec(),
-                    1 => (k.one)(w, nb, a, nb).to_vec(),
-                    _ => Vec::new(),
-                }
-            };
-            for (j, v) in last.iter().enumerate() {
-                put(i + j, g, v);
+            // The last one to three rows in one call.
+            let a = &acts[i * nb..];
+            match t1 - i {
+                // SAFETY: as above, three rows of `nb` in `a`.
+                3 => put(i, g, &unsafe { (k.three)(w, nb, a, nb) }),
+                // SAFETY: as above, two rows.
+                2 => put(i, g, &unsafe { (k.two)(w, nb, a, nb) }),
+                // SAFETY: as above, one row.
+                1 => put(i, g, &unsafe { (k.one)(w, nb, a, nb) }),
+                _ => {}
             }
         }
         t0 = t1;

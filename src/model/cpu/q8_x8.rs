@@ -384,6 +384,25 @@ pub(crate) mod vnni {
     tiles!(q5_0, Format::Q5_0);
 }
 
+#[cfg(all(
+    target_arch = "x86_64",
+    not(all(
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl",
+        target_feature = "avx512bw"
+    ))
+))]
+pub(crate) use avx2 as fast;
+/// The tiles this build runs: the VNNI ones where it targets AVX-512 VNNI, else the AVX2
+/// ones (the same numbers either way).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512vnni",
+    target_feature = "avx512vl",
+    target_feature = "avx512bw"
+))]
+pub(crate) use vnni as fast;
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::super::act::{quantize_q8_0, quantize_q8_0s, BlockQ8_0, BlockQ8_0s};
