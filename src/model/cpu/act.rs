@@ -85,16 +85,12 @@ fn round_f16(v: f32) -> f32 {
 
 /// Shared Q8_0/Q8_1 core: (unrounded scale, quants, sum of quants).
 fn quantize_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-    let mut sum = 0i32;
-    for (q, &v) in qs.iter_mut().zip(x) {
-        let r = (v * id).round_ties_even() as i32;
-        *q = r as i8;
-        sum += r;
+    #[cfg(target_arch = "x86_64")]
+    if simd::available() {
+        // SAFETY: AVX2 is present; `x` holds 32 values (the callers' chunks).
+        return unsafe { simd::quantize_32(x, qs) };
     }
-    (d, sum)
+    scalar::quantize_32(x, qs)
 }
 
 pub(crate) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
@@ -130,7 +126,44 @@ pub(crate) fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 /// magnitude (`-127/max`), so that value maps to -127.
 pub(crate) fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     debug_assert_eq!(x.len(), out.len() * QK_K);
+    #[cfg(target_arch = "x86_64")]
+    let fast = simd::available();
     for (b, x) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: AVX2 is present; `x` holds 256 values.
+            unsafe { simd::q8_k_quants(x, b) };
+        } else {
+            scalar::q8_k_quants(x, b);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar::q8_k_quants(x, b);
+        for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+    }
+}
+
+/// The reference forms, value for value ggml's scalar code; the SIMD forms are tested
+/// against them.
+mod scalar {
+    use super::{BlockQ8K, QK8_0};
+
+    pub(super) fn quantize_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qs.iter_mut().zip(x) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        (d, sum)
+    }
+
+    /// A Q8_K block's scale and quants (not its sums).
+    pub(super) fn q8_k_quants(x: &[f32], b: &mut BlockQ8K) {
         let (mut max, mut amax) = (0f32, 0f32);
         for &v in x {
             if v.abs() > amax {
@@ -140,14 +173,116 @@ pub(crate) fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         if amax == 0.0 {
             *b = BlockQ8K::default();
-            continue;
+            return;
         }
         let iscale = -127.0 / max;
         for (q, &v) in b.qs.iter_mut().zip(x) {
             *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
         }
-        for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
-            *s = q.iter().map(|&v| v as i16).sum();
+        b.d = 1.0 / iscale;
+    }
+}
+
+/// AVX2 forms of the scalar ones, the same values for finite inputs: the maximum is exact
+/// in any order, each quant is the same product rounded half to even, and integer sums
+/// do not depend on order. Activation quantization runs on one thread between the
+/// parallel matmuls, so its speed shows in every forward pass.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{BlockQ8K, QK8_0, QK_K};
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx2")
+    }
+
+    /// |v| (the sign bit cleared).
+    #[inline(always)]
+    unsafe fn abs(v: __m256) -> __m256 {
+        _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
+    }
+
+    /// The largest of eight floats.
+    #[inline(always)]
+    unsafe fn hmax(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+    }
+
+    /// `round_ties_even(v * by)` as i32.
+    #[inline(always)]
+    unsafe fn quant(v: __m256, by: __m256) -> __m256i {
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(_mm256_mul_ps(v, by)))
+    }
+
+    /// Four vectors of eight i32 (each within i8) as 32 bytes in order.
+    #[inline(always)]
+    unsafe fn pack(q: [__m256i; 4], out: *mut i8) {
+        let lo = _mm256_packs_epi32(q[0], q[1]);
+        let hi = _mm256_packs_epi32(q[2], q[3]);
+        let bytes = _mm256_packs_epi16(lo, hi);
+        let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(out.cast(), ordered);
+    }
+
+    /// `scalar::quantize_32`. NaN is skipped by the maximum as `f32::max` skips it.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize_32(x: &[f32], qs: &mut [i8; QK8_0]) -> (f32, i32) {
+        debug_assert!(x.len() >= QK8_0);
+        let p = x.as_ptr();
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
+        // `max_ps(a, b)` returns `b` where either is NaN: the running maximum is `b`.
+        let mut m = _mm256_setzero_ps();
+        for vi in v {
+            m = _mm256_max_ps(abs(vi), m);
+        }
+        let amax = hmax(m);
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let q: [__m256i; 4] = std::array::from_fn(|i| quant(v[i], id));
+        pack(q, qs.as_mut_ptr());
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        (d, _mm_cvtsi128_si32(s))
+    }
+
+    /// `scalar::q8_k_quants`: the first value of largest magnitude sets the scale.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn q8_k_quants(x: &[f32], b: &mut BlockQ8K) {
+        debug_assert!(x.len() >= QK_K);
+        let p = x.as_ptr();
+        let mut m = _mm256_setzero_ps();
+        for i in 0..QK_K / 8 {
+            m = _mm256_max_ps(abs(_mm256_loadu_ps(p.add(8 * i))), m);
+        }
+        let amax = hmax(m);
+        if amax == 0.0 {
+            *b = BlockQ8K::default();
+            return;
+        }
+        let target = _mm256_set1_ps(amax);
+        let mut max = 0.0;
+        for i in 0..QK_K / 8 {
+            let hit = _mm256_cmp_ps::<_CMP_EQ_OQ>(abs(_mm256_loadu_ps(p.add(8 * i))), target);
+            let bits = _mm256_movemask_ps(hit);
+            if bits != 0 {
+                max = x[8 * i + bits.trailing_zeros() as usize];
+                break;
+            }
+        }
+        let iscale = -127.0 / max;
+        let by = _mm256_set1_ps(iscale);
+        let top = _mm256_set1_epi32(127);
+        for g in 0..QK_K / 32 {
+            let q: [__m256i; 4] = std::array::from_fn(|i| {
+                _mm256_min_epi32(quant(_mm256_loadu_ps(p.add(32 * g + 8 * i)), by), top)
+            });
+            pack(q, b.qs.as_mut_ptr().add(32 * g));
         }
         b.d = 1.0 / iscale;
     }
@@ -179,6 +314,62 @@ mod tests {
         let sum: i32 = b[0].qs.iter().map(|&q| q as i32).sum();
         let d = 21.0 * 0.37 / 127.0;
         assert!((b[0].s - d * sum as f32).abs() <= (d * sum as f32).abs() * 1e-3);
+    }
+
+    /// Activations of every kind the quantizers see: mixed magnitudes, exact half steps,
+    /// zeros, a repeated largest magnitude with either sign first, one huge outlier.
+    fn cases() -> Vec<Vec<f32>> {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut out = Vec::new();
+        for scale in [1e-4f32, 0.03, 1.0, 7.5, 300.0] {
+            out.push((0..512).map(|_| rand() * scale).collect());
+        }
+        let mut halves: Vec<f32> = (0..512).map(|i| (i % 40) as f32 * 0.5 - 10.0).collect();
+        halves[3] = 127.0;
+        out.push(halves);
+        out.push(vec![0.0; 512]);
+        let mut ties: Vec<f32> = (0..512).map(|_| rand()).collect();
+        ties[10] = 2.0;
+        ties[20] = -2.0;
+        ties[300] = -2.0;
+        ties[310] = 2.0;
+        out.push(ties);
+        let mut outlier: Vec<f32> = (0..512).map(|_| rand() * 0.01).collect();
+        outlier[77] = -900.0;
+        out.push(outlier);
+        out
+    }
+
+    #[test]
+    fn simd_quantizers_equal_the_scalar_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if simd::available() {
+            for x in cases() {
+                for c in x.chunks_exact(QK8_0) {
+                    let (mut a, mut b) = ([0i8; QK8_0], [0i8; QK8_0]);
+                    // SAFETY: AVX2 checked; 32 values.
+                    let fast = unsafe { simd::quantize_32(c, &mut a) };
+                    let reference = scalar::quantize_32(c, &mut b);
+                    assert_eq!(
+                        (fast.0.to_bits(), fast.1, a),
+                        (reference.0.to_bits(), reference.1, b)
+                    );
+                }
+                for c in x.chunks_exact(QK_K) {
+                    let (mut a, mut b) = (BlockQ8K::default(), BlockQ8K::default());
+                    // SAFETY: AVX2 checked; 256 values.
+                    unsafe { simd::q8_k_quants(c, &mut a) };
+                    scalar::q8_k_quants(c, &mut b);
+                    assert_eq!((a.d.to_bits(), a.qs), (b.d.to_bits(), b.qs));
+                }
+            }
+        }
     }
 
     #[test]
