@@ -11,10 +11,13 @@
 //! draft the cache is cut back to the longest common prefix with the sequence (this is
 //! the rollback after a rejection, and it also resyncs after prefix-cache reuse or steps
 //! run without drafting) and the missing tokens are run, at most `CATCH_UP` a step so a
-//! long prompt does not stall the stream.
+//! long prompt does not stall the stream. That catch-up is what a draft model costs beyond
+//! its drafts (a new prompt, and every token prompt lookup drafted), so the worker only
+//! asks for it where drafting pays it back (`SpecCosts::draft_catch_up`); else the draft
+//! may start over on the sequence's last few tokens (`offset`), or not draft.
 
 use super::sampler::{argmax, Sampler};
-use super::spec_costs::{best_length, Payoff, SpecCosts};
+use super::spec_costs::{best_length, CatchUp, Payoff, SpecCosts, CATCH_UP_WINDOW, STEADY_LAG};
 use super::SamplingParams;
 use crate::model::{KvCache, Model, ModelError};
 use candle_core::{DType, Device, Tensor};
@@ -48,8 +51,9 @@ impl DraftModel {
 #[derive(Default)]
 pub(crate) struct DraftState {
     cache: Option<KvCache>,
-    /// The tokens whose K/V are in `cache`.
+    /// The tokens whose K/V are in `cache`: the sequence's from `offset` on.
     tokens: Vec<u32>,
+    offset: usize,
     /// Draws draft tokens for sampled requests (its own generator).
     sampler: Sampler,
     logits: Vec<f32>,
@@ -57,6 +61,8 @@ pub(crate) struct DraftState {
     ctx: usize,
     /// Tokens the last `propose` ran to catch up before drafting (1 in steady state).
     last_sync: usize,
+    /// The last `propose`'s catch-up beyond the steady state: tokens run, seconds taken.
+    caught_up: Option<(usize, f64)>,
 }
 
 /// What one `propose` produced.
@@ -71,13 +77,41 @@ impl DraftState {
     /// Whether the last `propose` was a plain draft (its time measures drafting, not a
     /// catch-up on tokens run without the draft).
     pub fn was_steady(&self) -> bool {
-        self.last_sync <= 2
+        self.last_sync <= STEADY_LAG
     }
 
     /// Frees the cache (the slot's request ended).
     pub fn clear(&mut self) {
         self.cache = None;
         self.tokens.clear();
+        self.offset = 0;
+    }
+
+    /// The tokens of `history` (the sequence including the token about to run) the cache
+    /// holds, counted from `offset`; the last token is always run again.
+    fn common(&self, history: &[u32]) -> usize {
+        let Some(view) = history.get(self.offset..).filter(|v| !v.is_empty()) else {
+            return 0;
+        };
+        self.tokens
+            .iter()
+            .zip(view)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(view.len() - 1)
+    }
+
+    /// How many tokens of `history` the draft model must run before it can draft.
+    pub fn lag(&self, history: &[u32]) -> usize {
+        match self.common(history) {
+            0 => history.len(),
+            common => history.len() - self.offset - common,
+        }
+    }
+
+    /// The last `propose`'s catch-up beyond the steady state (tokens, seconds), once.
+    pub fn take_catch_up(&mut self) -> Option<(usize, f64)> {
+        self.caught_up.take()
     }
 
     /// Starts a request: the draft samples with the request's settings and holds at most
@@ -97,48 +131,58 @@ impl DraftState {
     }
 
     /// Proposes up to `want` tokens to follow `history` (the sequence's tokens including
-    /// the one about to run). For a greedy request `dists` stays empty; else `dists[j]` is
-    /// the distribution `out[j]` was drawn from.
+    /// the one about to run), getting in step with it as `catch_up` says. For a greedy
+    /// request `dists` stays empty; else `dists[j]` is the distribution `out[j]` was drawn
+    /// from.
+    #[allow(clippy::too_many_arguments)]
     pub fn propose(
         &mut self,
         draft: &DraftModel,
         history: &[u32],
         want: usize,
+        catch_up: CatchUp,
         greedy: bool,
         out: &mut Vec<u32>,
         dists: &mut Vec<Vec<(u32, f32)>>,
     ) -> Result<Proposal, ModelError> {
         out.clear();
         dists.clear();
-        if want == 0 || history.is_empty() {
+        if want == 0 || history.is_empty() || catch_up == CatchUp::Skip {
             return Ok(Proposal::Drafted);
         }
         let model = draft.model.as_ref();
         let ctx = self.ctx;
+        let mut common = self.common(history);
+        if common == 0 {
+            // Nothing shared (a new sequence, or one changed before the window): from the
+            // start, or from the window.
+            self.offset = 0;
+        }
+        if catch_up == CatchUp::Window && history.len() - self.offset - common > CATCH_UP_WINDOW {
+            self.offset = history.len() - CATCH_UP_WINDOW;
+            common = 0;
+        }
         let cache = match self.cache.as_mut() {
             Some(c) => c,
             None => self.cache.insert(model.new_cache(ctx)?),
         };
-        // The last token is always run: its logits give the first draft token.
-        let common = self
-            .tokens
-            .iter()
-            .zip(history)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(history.len() - 1);
         self.tokens.truncate(common);
         cache.truncate(common);
-        let missing = &history[common..];
+        let missing = &history[self.offset + common..];
         self.last_sync = missing.len();
+        let started = std::time::Instant::now();
         if missing.len() > CATCH_UP {
             let chunk = &missing[..CATCH_UP];
             model.forward(chunk, cache)?;
             self.tokens.extend_from_slice(chunk);
+            self.caught_up = Some((CATCH_UP, started.elapsed().as_secs_f64()));
             return Ok(Proposal::NotReady);
         }
         let mut logits = model.forward(missing, cache)?;
         self.tokens.extend_from_slice(missing);
+        if missing.len() > STEADY_LAG {
+            self.caught_up = Some((missing.len(), started.elapsed().as_secs_f64()));
+        }
         loop {
             to_vec(&logits, &mut self.logits)?;
             let mut unsure = false;
@@ -257,6 +301,106 @@ fn softmax_at(logits: &[f32], i: u32) -> f32 {
 mod tests {
     use super::*;
     use crate::engine::spec_costs::{Ema, FIRST_PAUSE};
+    use crate::model::ModelInfo;
+
+    /// Predicts `last + 1` with certainty, and keeps no K/V (its cache only counts).
+    struct Counter(ModelInfo);
+
+    impl Model for Counter {
+        fn info(&self) -> &ModelInfo {
+            &self.0
+        }
+
+        fn new_cache(&self, capacity: usize) -> Result<KvCache, ModelError> {
+            Ok(KvCache::positions_only(capacity))
+        }
+
+        fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+            let last = *tokens.last().ok_or(ModelError::EmptyInput)?;
+            cache.advance(tokens.len());
+            let mut v = vec![0f32; self.0.vocab_size];
+            v[(last as usize + 1) % self.0.vocab_size] = 50.0;
+            Ok(Tensor::from_vec(v, self.0.vocab_size, &Device::Cpu)?)
+        }
+
+        fn forward_all(&self, _: &[u32], _: &mut KvCache) -> Result<Tensor, ModelError> {
+            unreachable!("drafting runs one row at a time")
+        }
+    }
+
+    fn counter() -> DraftModel {
+        DraftModel::new(Box::new(Counter(ModelInfo {
+            architecture: "counter".into(),
+            name: None,
+            train_ctx: 4096,
+            vocab_size: 4096,
+        })))
+    }
+
+    /// The cache holds `history[offset..]` position for position (then the draft tokens
+    /// run after it, if any).
+    fn in_step(state: &DraftState, history: &[u32]) {
+        let n = state.tokens.len();
+        let known = n.min(history.len() - state.offset);
+        assert_eq!(state.tokens[..known], history[state.offset..][..known]);
+        assert_eq!(state.cache.as_ref().map(KvCache::len), Some(n));
+    }
+
+    #[test]
+    fn catch_ups_window_restarts_and_skips_keep_the_cache_in_step() {
+        let model = counter();
+        let mut state = DraftState::default();
+        state.reset(&SamplingParams::default(), 4096);
+        let (mut out, mut dists) = (Vec::new(), Vec::new());
+        let mut propose = |state: &mut DraftState, history: &[u32], catch_up| {
+            state
+                .propose(&model, history, 3, catch_up, true, &mut out, &mut dists)
+                .map(|p| (matches!(p, Proposal::Drafted), out.clone()))
+                .unwrap()
+        };
+        let history: Vec<u32> = (0..1000).collect();
+        assert_eq!(state.lag(&history), 1000);
+        // Skip runs nothing.
+        assert_eq!(propose(&mut state, &history, CatchUp::Skip), (true, vec![]));
+        assert!(state.cache.is_none() && state.take_catch_up().is_none());
+        // A window restart runs only the last tokens, and drafts from them.
+        let drafted = propose(&mut state, &history, CatchUp::Window);
+        assert_eq!(drafted, (true, vec![1000, 1001, 1002]));
+        assert_eq!(state.offset, 1000 - CATCH_UP_WINDOW);
+        assert_eq!(state.take_catch_up().map(|c| c.0), Some(CATCH_UP_WINDOW));
+        in_step(&state, &history);
+        // Two drafts accepted, then another token (the draft's 1002 refuted): only that
+        // token runs, no restart.
+        let mut history: Vec<u32> = (0..1003).collect();
+        history[1002] = 7;
+        assert_eq!(state.lag(&history), 1);
+        assert_eq!(
+            propose(&mut state, &history, CatchUp::Full),
+            (true, vec![8, 9, 10])
+        );
+        assert_eq!(state.offset, 1000 - CATCH_UP_WINDOW);
+        assert!(state.take_catch_up().is_none());
+        in_step(&state, &history);
+        // Prompt lookup ran 100 tokens without the draft model: a full catch-up runs them.
+        history.extend(11..111);
+        assert_eq!(state.lag(&history), 100);
+        propose(&mut state, &history, CatchUp::Full);
+        assert_eq!(state.take_catch_up().map(|c| c.0), Some(100));
+        in_step(&state, &history);
+        // Another sequence: nothing in common, so a full catch-up starts from its first
+        // token, CATCH_UP tokens a step.
+        let other: Vec<u32> = (2000..2600).collect();
+        assert_eq!(state.lag(&other), 600);
+        assert_eq!(propose(&mut state, &other, CatchUp::Full), (false, vec![]));
+        assert_eq!(state.offset, 0);
+        in_step(&state, &other);
+        assert_eq!(propose(&mut state, &other, CatchUp::Full), (false, vec![]));
+        assert_eq!(
+            propose(&mut state, &other, CatchUp::Full),
+            (true, vec![2600, 2601, 2602])
+        );
+        in_step(&state, &other);
+    }
 
     #[test]
     fn draft_length_adapts() {

@@ -7,16 +7,18 @@
 //! Must not depend on the model or the server.
 
 /// Measured wall times (seconds, moving averages): a plain one-token step of the target,
-/// one draft-model token, each verified row beyond the first, and what draft-model
-/// drafting really yielded (seconds per token, drafting and verification included: the
-/// check on the cost model, whose parts can each be measured a little low). Shared by the
-/// slots: they depend on the hardware and the models, not on the request.
+/// one draft-model token, each verified row beyond the first, what draft-model drafting
+/// really yielded (seconds per token, drafting and verification included: the check on
+/// the cost model, whose parts can each be measured a little low), and one token of the
+/// draft model's catch-up on text it has not seen. Shared by the slots: they depend on
+/// the hardware and the models, not on the request.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SpecCosts {
     pub step: Ema,
     pub draft: Ema,
     pub row: Ema,
     pub draft_yield: Ema,
+    pub sync: Ema,
     /// Draft whatever the costs (`EngineOptions::draft_always`).
     pub always: bool,
 }
@@ -34,6 +36,61 @@ impl Ema {
 
     pub fn get(self) -> Option<f64> {
         self.0
+    }
+}
+
+/// How the draft model gets in step with a sequence before drafting
+/// (`SpecCosts::draft_catch_up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// Run every token it has not seen (a new prompt, text that prompt lookup drafted).
+    Full,
+    /// Start over on the sequence's last `CATCH_UP_WINDOW` tokens: drafts from a short
+    /// context, for a small fixed cost.
+    Window,
+    /// Catching up would cost more than drafting has been saving: no model draft now.
+    Skip,
+}
+
+/// The tokens a `CatchUp::Window` restart runs.
+pub(crate) const CATCH_UP_WINDOW: usize = 32;
+/// A lag the draft model always runs (its steady state: the token about to run, and the
+/// one sampled after a verification).
+pub(crate) const STEADY_LAG: usize = 2;
+/// Tokens ahead over which a catch-up must pay for itself.
+const MAX_HORIZON: usize = 512;
+
+impl SpecCosts {
+    /// How the draft model, `lag` tokens behind the sequence, should get in step when at
+    /// most `horizon` tokens remain to generate. Each token of catch-up costs a draft-model
+    /// row (`sync`), while drafting saves `step - draft_yield` per token generated (as
+    /// measured, and negative on a small CPU, where a draft token costs ~0.4 of a target
+    /// step). So a catch-up runs when the measured saving over the horizon covers it, or
+    /// it costs no more than one plain step (a nearly synced draft model keeps probing).
+    /// Until the costs are known it restarts on a short window, which measures them
+    /// cheaply: a full catch-up of a 2,000-token prompt takes the 0.5B draft model ~6 s on
+    /// 2 CPUs, and text that prompt lookup drafted costs the same per token.
+    pub fn draft_catch_up(&self, lag: usize, horizon: usize) -> CatchUp {
+        if self.always || lag <= STEADY_LAG {
+            return CatchUp::Full;
+        }
+        let (Some(sync), Some(yielded), Some(step)) =
+            (self.sync.get(), self.draft_yield.get(), self.step.get())
+        else {
+            return if lag <= CATCH_UP_WINDOW {
+                CatchUp::Full
+            } else {
+                CatchUp::Window
+            };
+        };
+        let budget = step.max((step - yielded) * horizon.min(MAX_HORIZON) as f64);
+        if lag as f64 * sync <= budget {
+            CatchUp::Full
+        } else if lag > CATCH_UP_WINDOW && CATCH_UP_WINDOW as f64 * sync <= budget {
+            CatchUp::Window
+        } else {
+            CatchUp::Skip
+        }
     }
 }
 
@@ -149,6 +206,45 @@ mod tests {
         // The cap holds.
         assert_eq!(best_length(0.99, 0.030, 0.0, 0.0001, 3), 3);
         assert_eq!(best_length(0.99, 0.030, 0.0, 0.0001, 0), 0);
+    }
+
+    fn measured(step: f64, yielded: f64, sync: f64) -> SpecCosts {
+        let mut c = SpecCosts::default();
+        c.step.add(step);
+        c.draft_yield.add(yielded);
+        c.sync.add(sync);
+        c
+    }
+
+    #[test]
+    fn the_draft_model_catches_up_only_where_drafting_pays_for_it() {
+        // Nothing measured yet: a short lag runs whole, a long one restarts on a window.
+        let unknown = SpecCosts::default();
+        assert_eq!(unknown.draft_catch_up(20, 500), CatchUp::Full);
+        assert_eq!(unknown.draft_catch_up(2_000, 500), CatchUp::Window);
+        // The steady state always runs, as does everything when drafting is forced.
+        let cpu = measured(0.033, 0.045, 0.003);
+        assert_eq!(cpu.draft_catch_up(2, 500), CatchUp::Full);
+        let forced = SpecCosts {
+            always: true,
+            ..cpu
+        };
+        assert_eq!(forced.draft_catch_up(2_000, 500), CatchUp::Full);
+        // 2 CPUs (1.5B target, 0.5B draft): drafting yields tokens more slowly than plain
+        // steps, so only a catch-up worth one step (11 tokens) runs; a prompt lookup
+        // stretch or a new prompt leaves the draft model out.
+        assert_eq!(cpu.draft_catch_up(10, 500), CatchUp::Full);
+        assert_eq!(cpu.draft_catch_up(12, 500), CatchUp::Skip);
+        assert_eq!(cpu.draft_catch_up(2_000, 500), CatchUp::Skip);
+        // A GPU: drafting saves 2 ms a token and a catch-up token costs 0.1 ms, so a
+        // 2,000-token prompt is worth catching up on for 512 tokens, not for 50, where a
+        // window still is.
+        let gpu = measured(0.010, 0.008, 0.0001);
+        assert_eq!(gpu.draft_catch_up(2_000, 512), CatchUp::Full);
+        assert_eq!(gpu.draft_catch_up(2_000, 50), CatchUp::Window);
+        // Nothing left to generate: only what one step is worth.
+        assert_eq!(gpu.draft_catch_up(50, 0), CatchUp::Full);
+        assert_eq!(gpu.draft_catch_up(2_000, 0), CatchUp::Window);
     }
 
     #[test]

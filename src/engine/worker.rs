@@ -17,7 +17,7 @@ use super::pacer::Pacer;
 use super::prefix_cache::PrefixCache;
 use super::sampler::Sampler;
 use super::slot::{chunk_len, Sequence, Slot};
-use super::spec_costs::SpecCosts;
+use super::spec_costs::{CatchUp, SpecCosts};
 use super::speculate::{Method, Speculation, SpeculativeMode, Verdict};
 use super::stop::{length_limit, StopIds, StopStrings};
 use super::{EngineError, Event, FinishReason, GenerationRequest, Usage};
@@ -418,6 +418,7 @@ impl Worker {
         self.drafts.clear();
         self.dists.clear();
         let started = Instant::now();
+        let mut catch_up_secs = 0.0;
         let mut method = Method::Lookup;
         if mode.uses_lookup() {
             seq.spec
@@ -431,11 +432,27 @@ impl Worker {
                 let greedy = slot.sampler.is_greedy() || seq.constraint.is_some();
                 let state = &mut slot.draft;
                 let (tokens, drafts, dists) = (&slot.tokens, &mut self.drafts, &mut self.dists);
+                let catch_up = if want == 0 {
+                    CatchUp::Skip
+                } else {
+                    self.spec_costs.draft_catch_up(state.lag(tokens), room)
+                };
                 let t0 = Instant::now();
-                // `want == 0` (drafting does not pay now) proposes nothing and runs nothing.
+                // `want == 0` (drafting does not pay now) or `Skip` (catching up would not)
+                // proposes nothing and runs nothing.
                 let proposed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    state.propose(draft, tokens, want, greedy, drafts, dists)
+                    state.propose(draft, tokens, want, catch_up, greedy, drafts, dists)
                 }));
+                tracing::trace!(want, ?catch_up, drafted = drafts.len(), "model draft");
+                if let Some((n, secs)) = state.take_catch_up() {
+                    tracing::trace!(tokens = n, ms = secs * 1e3, "draft model caught up");
+                    // A catch-up is not drafting: it is timed on its own, and left out of
+                    // what this draft yields.
+                    if n >= 8 {
+                        self.spec_costs.sync.add(secs / n as f64);
+                    }
+                    catch_up_secs = secs;
+                }
                 match proposed {
                     Ok(Ok(Proposal::Drafted)) if !drafts.is_empty() && state.was_steady() => {
                         let per_token = t0.elapsed().as_secs_f64() / drafts.len() as f64;
@@ -497,7 +514,7 @@ impl Worker {
                 let after = rows.split_off(1);
                 seq.logits = rows.pop();
                 let dists = std::mem::take(&mut self.dists);
-                let spent = started.elapsed().as_secs_f64();
+                let spent = started.elapsed().as_secs_f64() - catch_up_secs;
                 seq.spec.start(method, &self.drafts, after, dists, spent);
             }
             Err(e) => self.fail(i, e),
