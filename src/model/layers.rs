@@ -683,10 +683,7 @@ impl Mlp {
         record(|| format!("ffn_gate-{layer}"), &g);
         record(|| format!("ffn_up-{layer}"), &u);
         let gu = if g.device().is_cpu() {
-            let (gv, uv) = (g.flatten_all()?.to_vec1()?, u.flatten_all()?.to_vec1()?);
-            let mut out = vec![0f32; gv.len()];
-            ggml_ops::swiglu(&gv, &uv, &mut out);
-            Tensor::from_vec(out, g.shape(), g.device())?
+            crate::model::cpu::swiglu(&g, &u)?
         } else {
             (candle_nn::ops::silu(&g)? * u)?
         };

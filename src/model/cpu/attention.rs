@@ -360,7 +360,7 @@ pub(super) mod avx2 {
     /// f32 (results below ~1e-38 or above 1e38) take the scalar function, which scales in
     /// f64 as `_mm512_scalef_ps` does.
     #[inline(always)]
-    pub(super) unsafe fn expf8(x: __m256) -> __m256 {
+    pub(crate) unsafe fn expf8(x: __m256) -> __m256 {
         let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
         let r = c(0x4b40_0000);
         let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);

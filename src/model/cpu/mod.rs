@@ -23,12 +23,14 @@ mod q4k_x8;
 mod q6k_x8;
 #[cfg(target_arch = "x86_64")]
 mod q8_x8;
+mod swiglu;
 
 use act::{BlockQ8K, BlockQ8_0, BlockQ8_0s, BlockQ8_1, QK8_0, QK_K};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Storage, Tensor};
 use std::cell::RefCell;
 use std::sync::Arc;
+pub(crate) use swiglu::swiglu;
 
 type Dot<A> = unsafe fn(&[u8], &[A]) -> f32;
 type Dot4<A> = unsafe fn(&[u8], [&[A]; 4]) -> [f32; 4];
