@@ -188,15 +188,28 @@ pub(crate) mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// Sums of 4 adjacent products of unsigned `u` and signed `s` bytes, as 8 i32.
-    // SAFETY (callers): the CPU has AVX2 (AVX-512 VNNI when built for it); registers only.
+    /// Sums of 4 adjacent products of unsigned `u` and signed `s` bytes, as 8 i32: one
+    /// `vpdpbusd` where the build has VNNI (AVX-512's, or AVX-VNNI's on CPUs without
+    /// AVX-512), else `maddubs` + `madd` (the same integers: a pair of products here is at
+    /// most 2 * 128 * 127, within `maddubs`'s i16).
+    // SAFETY (callers): the CPU has AVX2 (and the VNNI the build targets); registers only.
     #[inline(always)]
     pub(crate) unsafe fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
         #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
         {
             _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
         }
-        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        #[cfg(all(
+            target_feature = "avxvnni",
+            not(all(target_feature = "avx512vnni", target_feature = "avx512vl"))
+        ))]
+        {
+            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+        }
+        #[cfg(not(any(
+            target_feature = "avxvnni",
+            all(target_feature = "avx512vnni", target_feature = "avx512vl")
+        )))]
         {
             _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
         }

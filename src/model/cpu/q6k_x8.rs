@@ -74,7 +74,7 @@ pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     /// `acc + (lanes 2r, 2r + 1 of a) * (lanes 2r, 2r + 1 of b)` per row: `vpdpwssd` where
-    /// the build has VNNI (it does not saturate), else `madd` and `add` (the same exact
+    /// the build has VNNI, AVX-512's or AVX-VNNI (it does not saturate), else `madd` and `add` (the same exact
     /// integers: the products here are far below i32 overflow).
     #[inline(always)]
     unsafe fn dot_i16(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
@@ -82,7 +82,17 @@ pub(crate) mod avx2 {
         {
             _mm256_dpwssd_epi32(acc, a, b)
         }
-        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        #[cfg(all(
+            target_feature = "avxvnni",
+            not(all(target_feature = "avx512vnni", target_feature = "avx512vl"))
+        ))]
+        {
+            _mm256_dpwssd_avx_epi32(acc, a, b)
+        }
+        #[cfg(not(any(
+            target_feature = "avxvnni",
+            all(target_feature = "avx512vnni", target_feature = "avx512vl")
+        )))]
         {
             _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
         }

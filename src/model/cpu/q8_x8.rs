@@ -160,12 +160,15 @@ macro_rules! tiles {
 }
 
 #[cfg(target_arch = "x86_64")]
-// Where the build has AVX-512 VNNI the `vnni` tiles run instead (these stay for the test).
+// Where the build has VNNI the `vnni` tiles run instead (these stay for the test).
 #[cfg_attr(
-    all(
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl",
-        target_feature = "avx512bw"
+    any(
+        target_feature = "avxvnni",
+        all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        )
     ),
     allow(dead_code)
 )]
@@ -258,18 +261,38 @@ pub(crate) mod avx2 {
 /// integer is then exactly `sum(w * x)` (VNNI does not saturate), converted and accumulated
 /// as before, so every output is still the one-row kernel's bit for bit. Four tokens run
 /// in two passes over a group's blocks (which stay in L1), each with half the lanes, so
-/// that the 16 accumulators of a pass stay in registers.
+/// that the 16 accumulators of a pass stay in registers. CPUs with AVX-VNNI but no
+/// AVX-512 (Intel's laptop and desktop cores since Alder Lake) run the same tiles with the
+/// VEX `vpdpbusd` and Q5_0's high bits added with AVX2 compares.
 #[cfg(all(
     target_arch = "x86_64",
-    target_feature = "avx512vnni",
-    target_feature = "avx512vl",
-    target_feature = "avx512bw"
+    any(
+        target_feature = "avxvnni",
+        all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        )
+    )
 ))]
 pub(crate) mod vnni {
     use super::super::act::BlockQ8_0s;
     use super::simd::{bcast4, lane_bits, rows_out};
     use super::{Format, HIGH_BITS, ROWS, VALUES};
     use std::arch::x86_64::*;
+
+    /// `acc + ` the sums of four adjacent products of unsigned `u` and signed `s` bytes.
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        {
+            _mm256_dpbusd_epi32(acc, u, s)
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        {
+            _mm256_dpbusd_avx_epi32(acc, u, s)
+        }
+    }
 
     /// Vectors `g` and `g + 4` of the block at `p` as unsigned bytes `w + 128`.
     // SAFETY (callers): `p` points to a whole repacked block of `format`.
@@ -301,10 +324,20 @@ pub(crate) mod vnni {
                 let lane_bits = lane_bits();
                 let (fill, sixteen) = (_mm256_set1_epi8(0x70), _mm256_set1_epi8(16));
                 let one = |nibbles: __m256i, c: usize| {
-                    // (A & B) | C: 0xF0 & 0xCC | 0xAA.
-                    let base = _mm256_ternarylogic_epi32::<0xEA>(nibbles, low, fill);
-                    let set = _mm256_test_epi8_mask(bcast4(p.add(HIGH_BITS + 4 * c)), lane_bits);
-                    _mm256_mask_add_epi8(base, set, base, sixteen)
+                    let bits = bcast4(p.add(HIGH_BITS + 4 * c));
+                    #[cfg(all(target_feature = "avx512vl", target_feature = "avx512bw"))]
+                    {
+                        // (A & B) | C: 0xF0 & 0xCC | 0xAA.
+                        let base = _mm256_ternarylogic_epi32::<0xEA>(nibbles, low, fill);
+                        let set = _mm256_test_epi8_mask(bits, lane_bits);
+                        _mm256_mask_add_epi8(base, set, base, sixteen)
+                    }
+                    #[cfg(not(all(target_feature = "avx512vl", target_feature = "avx512bw")))]
+                    {
+                        let base = _mm256_or_si256(_mm256_and_si256(nibbles, low), fill);
+                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, lane_bits), lane_bits);
+                        _mm256_add_epi8(base, _mm256_and_si256(set, sixteen))
+                    }
                 };
                 [one(v, g), one(_mm256_srli_epi16(v, 4), g + 4)]
             }
@@ -338,7 +371,7 @@ pub(crate) mod vnni {
                     for t in 0..T {
                         let start = _mm256_set1_epi32(*y[t].neg_sums.get_unchecked(c));
                         let x = bcast4(y[t].qs.as_ptr().add(4 * c) as *const u8);
-                        let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wv[j], x));
+                        let q = _mm256_cvtepi32_ps(dpbusd(start, wv[j], x));
                         acc[2 * h + j][t] = _mm256_fmadd_ps(dy[t], q, acc[2 * h + j][t]);
                     }
                 }
@@ -386,20 +419,28 @@ pub(crate) mod vnni {
 
 #[cfg(all(
     target_arch = "x86_64",
-    not(all(
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl",
-        target_feature = "avx512bw"
+    not(any(
+        target_feature = "avxvnni",
+        all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        )
     ))
 ))]
 pub(crate) use avx2 as fast;
-/// The tiles this build runs: the VNNI ones where it targets AVX-512 VNNI, else the AVX2
-/// ones (the same numbers either way).
+/// The tiles this build runs: the VNNI ones where it targets AVX-512 VNNI or AVX-VNNI,
+/// else the AVX2 ones (the same numbers either way).
 #[cfg(all(
     target_arch = "x86_64",
-    target_feature = "avx512vnni",
-    target_feature = "avx512vl",
-    target_feature = "avx512bw"
+    any(
+        target_feature = "avxvnni",
+        all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw"
+        )
+    )
 ))]
 pub(crate) use vnni as fast;
 
@@ -451,10 +492,13 @@ mod tests {
         }
         let avx2: [Tiles; 3] = path!(avx2);
         check(&avx2);
-        #[cfg(all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
+        #[cfg(any(
+            target_feature = "avxvnni",
+            all(
+                target_feature = "avx512vnni",
+                target_feature = "avx512vl",
+                target_feature = "avx512bw"
+            )
         ))]
         {
             let vnni: [Tiles; 3] = path!(vnni);
