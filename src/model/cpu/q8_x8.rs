@@ -161,17 +161,7 @@ macro_rules! tiles {
 
 #[cfg(target_arch = "x86_64")]
 // Where the build has VNNI the `vnni` tiles run instead (these stay for the test).
-#[cfg_attr(
-    any(
-        target_feature = "avxvnni",
-        all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        )
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(vnni_tiles, allow(dead_code))]
 pub(crate) mod avx2 {
     use super::super::act::BlockQ8_0s;
     use super::super::dot::avx2::dot_us8;
@@ -264,17 +254,7 @@ pub(crate) mod avx2 {
 /// that the 16 accumulators of a pass stay in registers. CPUs with AVX-VNNI but no
 /// AVX-512 (Intel's laptop and desktop cores since Alder Lake) run the same tiles with the
 /// VEX `vpdpbusd` and Q5_0's high bits added with AVX2 compares.
-#[cfg(all(
-    target_arch = "x86_64",
-    any(
-        target_feature = "avxvnni",
-        all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        )
-    )
-))]
+#[cfg(vnni_tiles)]
 pub(crate) mod vnni {
     use super::super::act::BlockQ8_0s;
     use super::simd::{bcast4, lane_bits, rows_out};
@@ -417,31 +397,11 @@ pub(crate) mod vnni {
     tiles!(q5_0, Format::Q5_0);
 }
 
-#[cfg(all(
-    target_arch = "x86_64",
-    not(any(
-        target_feature = "avxvnni",
-        all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        )
-    ))
-))]
+#[cfg(all(target_arch = "x86_64", not(vnni_tiles)))]
 pub(crate) use avx2 as fast;
-/// The tiles this build runs: the VNNI ones where it targets AVX-512 VNNI or AVX-VNNI,
-/// else the AVX2 ones (the same numbers either way).
-#[cfg(all(
-    target_arch = "x86_64",
-    any(
-        target_feature = "avxvnni",
-        all(
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl",
-            target_feature = "avx512bw"
-        )
-    )
-))]
+/// The tiles this build runs: the VNNI ones where it targets AVX-512 VNNI or AVX-VNNI
+/// (`vnni_tiles`, set by build.rs), else the AVX2 ones (the same numbers either way).
+#[cfg(vnni_tiles)]
 pub(crate) use vnni as fast;
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -492,14 +452,7 @@ mod tests {
         }
         let avx2: [Tiles; 3] = path!(avx2);
         check(&avx2);
-        #[cfg(any(
-            target_feature = "avxvnni",
-            all(
-                target_feature = "avx512vnni",
-                target_feature = "avx512vl",
-                target_feature = "avx512bw"
-            )
-        ))]
+        #[cfg(vnni_tiles)]
         {
             let vnni: [Tiles; 3] = path!(vnni);
             check(&vnni);
