@@ -59,8 +59,6 @@ pub(crate) struct DraftState {
     logits: Vec<f32>,
     /// Tokens the cache may hold (the engine's context size).
     ctx: usize,
-    /// Tokens the last `propose` ran to catch up before drafting (1 in steady state).
-    last_sync: usize,
     /// The last `propose`'s catch-up beyond the steady state: tokens run, seconds taken.
     caught_up: Option<(usize, f64)>,
 }
@@ -74,12 +72,6 @@ pub(crate) enum Proposal {
 }
 
 impl DraftState {
-    /// Whether the last `propose` was a plain draft (its time measures drafting, not a
-    /// catch-up on tokens run without the draft).
-    pub fn was_steady(&self) -> bool {
-        self.last_sync <= STEADY_LAG
-    }
-
     /// Frees the cache (the slot's request ended).
     pub fn clear(&mut self) {
         self.cache = None;
@@ -169,7 +161,6 @@ impl DraftState {
         self.tokens.truncate(common);
         cache.truncate(common);
         let missing = &history[self.offset + common..];
-        self.last_sync = missing.len();
         let started = std::time::Instant::now();
         if missing.len() > CATCH_UP {
             let chunk = &missing[..CATCH_UP];

@@ -454,7 +454,8 @@ impl Worker {
                     catch_up_secs = secs;
                 }
                 match proposed {
-                    Ok(Ok(Proposal::Drafted)) if !drafts.is_empty() && state.was_steady() => {
+                    // A draft made right after a catch-up does not time drafting.
+                    Ok(Ok(Proposal::Drafted)) if !drafts.is_empty() && catch_up_secs == 0.0 => {
                         let per_token = t0.elapsed().as_secs_f64() / drafts.len() as f64;
                         self.spec_costs.draft.add(per_token);
                     }
