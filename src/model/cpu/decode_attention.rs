@@ -72,6 +72,18 @@ thread_local! {
 /// `ggml_ops::attend` for `s.t` decode-order rows; the caller checked `supported`.
 /// `stride` is the cache's allocated positions per head (`>= s.total`).
 pub(crate) fn attend(q: &[f32], k: &[f16], v: &[f16], stride: usize, s: &AttnShape) -> Vec<f32> {
+    attend_on(q, k, v, stride, s, super::wide_vectors())
+}
+
+/// `attend` on the 512-bit kernels where `wide` and the build has them, else the 256-bit ones.
+fn attend_on(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    stride: usize,
+    s: &AttnShape,
+    wide: bool,
+) -> Vec<f32> {
     let (nh, hd, t) = (s.n_head, s.head_dim, s.t);
     debug_assert!(supported(hd));
     debug_assert!(stride >= s.total && k.len() >= s.n_kv_head * stride * hd);
@@ -90,6 +102,19 @@ pub(crate) fn attend(q: &[f32], k: &[f16], v: &[f16], stride: usize, s: &AttnSha
         8 => avx2::heads::<8>,
         16 => avx2::heads::<16>,
         _ => avx2::heads::<MAX_VECS>,
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    let _ = wide;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    let heads = if hd.is_multiple_of(16) && wide {
+        match hd / 16 {
+            2 => avx512::heads::<2>,
+            4 => avx512::heads::<4>,
+            8 => avx512::heads::<8>,
+            _ => avx512::heads::<{ avx512::MAX_VECS16 }>,
+        }
+    } else {
+        heads
     };
     let body = |items: std::ops::Range<usize>| {
         SCRATCH.with(|scratch| {
@@ -132,6 +157,10 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
     }
 }
 
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[path = "decode_attention_512.rs"]
+mod avx512;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::MAX_VECS;
@@ -161,19 +190,7 @@ mod avx2 {
         let n = out.len() / hd;
         let rows = &mut sc.rows[..n * seen];
         scores::<NV>(q, q_stride, n, hd, keys, seen, rows, &mut sc.keys);
-        for row in rows.chunks_exact_mut(seen) {
-            let masked = seen.saturating_sub(window);
-            if masked > 0 {
-                // Sliding-window layers: the scalar softmax, as the reference masks it.
-                row[..masked].fill(f32::NEG_INFINITY);
-                ggml_ops::softmax(row, 1.0 / (hd as f32).sqrt());
-                for r in row.iter_mut() {
-                    *r = f16::from_f32(*r).to_f32();
-                }
-            } else {
-                tiled::softmax_f16(row, 1.0 / (hd as f32).sqrt());
-            }
-        }
+        softmax_rows(rows, seen, window, hd);
         if n == 1 {
             weighted_sum::<NV>(rows, vals.as_ptr(), hd, &mut sc.lanes, out);
             return;
@@ -188,6 +205,24 @@ mod avx2 {
             &mut sc.lanes,
             out,
         );
+    }
+
+    /// Each score row (`seen` long) to its probabilities, rounded to f16 as ggml stores them.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn softmax_rows(rows: &mut [f32], seen: usize, window: usize, hd: usize) {
+        for row in rows.chunks_exact_mut(seen) {
+            let masked = seen.saturating_sub(window);
+            if masked > 0 {
+                // Sliding-window layers: the scalar softmax, as the reference masks it.
+                row[..masked].fill(f32::NEG_INFINITY);
+                ggml_ops::softmax(row, 1.0 / (hd as f32).sqrt());
+                for r in row.iter_mut() {
+                    *r = f16::from_f32(*r).to_f32();
+                }
+            } else {
+                tiled::softmax_f16(row, 1.0 / (hd as f32).sqrt());
+            }
+        }
     }
 
     /// `weighted_sum` for the `n` heads of a group (probability rows `probs[h * seen..]`,
@@ -248,7 +283,7 @@ mod avx2 {
 
     /// Eight-float vectors per head: `NV` itself (a constant) for the sizes compiled for.
     #[inline(always)]
-    fn vectors<const NV: usize>(hd: usize) -> usize {
+    pub(super) fn vectors<const NV: usize>(hd: usize) -> usize {
         if NV < MAX_VECS {
             NV
         } else {
@@ -339,7 +374,7 @@ mod avx2 {
     /// The 64 lane sums `lanes[l * hd..]` of one output combined as `scores` combines a
     /// dot product's lanes.
     #[inline(always)]
-    unsafe fn combine_lanes<const NV: usize>(lanes: &[f32], hd: usize, out: &mut [f32]) {
+    pub(super) unsafe fn combine_lanes<const NV: usize>(lanes: &[f32], hd: usize, out: &mut [f32]) {
         let nv = vectors::<NV>(hd);
         let lp = lanes.as_ptr();
         let lane = |l: usize, c: usize| _mm256_loadu_ps(lp.add(l * hd + 8 * c));
@@ -361,7 +396,7 @@ mod avx2 {
     /// becomes `(t4[0] + t4[2]) + (t4[1] + t4[3])` with `t4 = t8.hi + t8.lo`, the same
     /// additions in the same order, with the keys side by side in the lanes.
     #[inline(always)]
-    unsafe fn reduce16_x8(t8: [__m256; 8]) -> __m256 {
+    pub(super) unsafe fn reduce16_x8(t8: [__m256; 8]) -> __m256 {
         // t4 of keys (2i, 2i + 1) in the low and high halves.
         let t4 = |a: __m256, b: __m256| {
             _mm256_add_ps(
@@ -503,7 +538,13 @@ mod tests {
             let k_t = values(n_kv_head * hd * total, 2, r);
             let v = values(n_kv_head * total * hd, 3, 1.0);
             let (k16, v16) = cache_layout(&k_t, &v, n_kv_head, total, stride, hd);
-            let got = attend(&q, &k16, &v16, stride, &s);
+            // Both vector widths where the build has 512-bit kernels.
+            let got = attend_on(&q, &k16, &v16, stride, &s, false);
+            let wide = attend_on(&q, &k16, &v16, stride, &s, true);
+            assert!(got
+                .iter()
+                .zip(&wide)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
             // The reference, one decode step per row, over the keys that row sees.
             for i in 0..t {
                 let seen = pos + i + 1;
@@ -530,6 +571,50 @@ mod tests {
                     .filter(|(a, b)| a.to_bits() != b.to_bits())
                     .count();
                 assert_eq!(bad, 0, "row {i} pos={pos} hd={hd}: {bad} values differ");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::model::cpu::attention::tests::values;
+
+    /// Manual: `cargo test --release --lib decode_attention::speed -- --ignored --nocapture`.
+    /// Qwen2.5-0.5B's shape: a 15-row verification and one decode row at ~1,700 positions.
+    #[test]
+    #[ignore]
+    fn decode_attention_throughput() {
+        let (n_head, n_kv_head, hd, pos) = (14, 2, 64, 1700);
+        for t in [1, 15] {
+            let total = pos + t;
+            let s = AttnShape {
+                t,
+                pos,
+                total,
+                n_head,
+                n_kv_head,
+                head_dim: hd,
+                window: usize::MAX,
+            };
+            let q = values(n_head * t * hd, 1, 2.0);
+            let k: Vec<f16> = values(n_kv_head * total * hd, 2, 2.0)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect();
+            let v: Vec<f16> = values(n_kv_head * total * hd, 3, 1.0)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect();
+            for wide in [false, true, false, true] {
+                let reps = 600 / t;
+                let start = std::time::Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(attend_on(&q, &k, &v, total, &s, wide));
+                }
+                let us = start.elapsed().as_secs_f64() / reps as f64 * 1e6;
+                eprintln!("t={t} wide={wide}: {us:.0} us per layer");
             }
         }
     }

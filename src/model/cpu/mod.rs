@@ -22,6 +22,7 @@ mod q4k_x8;
 #[cfg(target_arch = "x86_64")]
 mod q6k_x8;
 #[cfg(target_arch = "x86_64")]
+mod q8_x16;
 mod q8_x8;
 mod swiglu;
 
@@ -55,23 +56,27 @@ enum Kernel {
     Q8_1(Kernels<BlockQ8_1>),
     Q8K(Kernels<BlockQ8K>),
     /// Weights repacked eight rows at a time (`q8_x8`, `q4k_x8`).
-    Q8_0x8(Tiles<BlockQ8_0s>),
-    Q8Kx8(Tiles<BlockQ8K>),
+    Q8_0x8(Tiles<BlockQ8_0s, 8>),
+    Q8Kx8(Tiles<BlockQ8K, 8>),
+    /// Sixteen rows at a time for 512-bit tiles (`q8_x16`, `q4k_x8`, `q6k_x8`).
+    Q8_0x16(Tiles<BlockQ8_0s, 16>),
+    Q8Kx16(Tiles<BlockQ8K, 16>),
 }
 
-/// A kernel over `nb` blocks of one repacked group of eight rows and `T` activation rows
+/// A kernel over `nb` blocks of one repacked group of `R` rows and `T` activation rows
 /// `stride` blocks apart: `out[t][r]`.
-type Tile<A, const T: usize> = unsafe fn(&[u8], usize, &[A], usize) -> [[f32; 8]; T];
+type Tile<A, const T: usize, const R: usize> =
+    unsafe fn(&[u8], usize, &[A], usize) -> [[f32; R]; T];
 
 /// The kernels of a repacked format: one to four tokens at a time (a batch's last one to
 /// three tokens, a speculative verification's remainder, take one call).
 #[derive(Clone, Copy)]
-struct Tiles<A> {
-    one: Tile<A, 1>,
-    two: Tile<A, 2>,
-    three: Tile<A, 3>,
-    four: Tile<A, 4>,
-    /// Bytes of one repacked block of eight rows.
+struct Tiles<A, const R: usize> {
+    one: Tile<A, 1, R>,
+    two: Tile<A, 2, R>,
+    three: Tile<A, 3, R>,
+    four: Tile<A, 4, R>,
+    /// Bytes of one repacked block of `R` rows.
     block_bytes: usize,
 }
 
@@ -131,8 +136,8 @@ impl Kernel {
 
     fn block_len(self) -> usize {
         match self {
-            Kernel::Q8_0(_) | Kernel::Q8_1(_) | Kernel::Q8_0x8(_) => QK8_0,
-            Kernel::Q8K(_) | Kernel::Q8Kx8(_) => QK_K,
+            Kernel::Q8_0(_) | Kernel::Q8_1(_) | Kernel::Q8_0x8(_) | Kernel::Q8_0x16(_) => QK8_0,
+            Kernel::Q8K(_) | Kernel::Q8Kx8(_) | Kernel::Q8Kx16(_) => QK_K,
         }
     }
 
@@ -140,6 +145,7 @@ impl Kernel {
     fn unit_rows(self) -> usize {
         match self {
             Kernel::Q8_0x8(_) | Kernel::Q8Kx8(_) => 8,
+            Kernel::Q8_0x16(_) | Kernel::Q8Kx16(_) => 16,
             _ => 1,
         }
     }
@@ -283,7 +289,7 @@ impl CpuQMatMul {
                 } else {
                     0
                 };
-                let n8_0s = if uses(|k| matches!(k, Kernel::Q8_0x8(_))) {
+                let n8_0s = if uses(|k| matches!(k, Kernel::Q8_0x8(_) | Kernel::Q8_0x16(_))) {
                     quantize_rows(xs, &mut s.q8_0s, QK8_0, act::quantize_q8_0s)
                 } else {
                     0
@@ -293,11 +299,13 @@ impl CpuQMatMul {
                 } else {
                     0
                 };
-                let n8k = if uses(|k| matches!(k, Kernel::Q8K(_) | Kernel::Q8Kx8(_))) {
-                    quantize_rows(xs, &mut s.q8k, QK_K, act::quantize_q8_k)
-                } else {
-                    0
-                };
+                let n8k =
+                    if uses(|k| matches!(k, Kernel::Q8K(_) | Kernel::Q8Kx8(_) | Kernel::Q8Kx16(_)))
+                    {
+                        quantize_rows(xs, &mut s.q8k, QK_K, act::quantize_q8_k)
+                    } else {
+                        0
+                    };
                 let acts = Acts {
                     q8_0: &s.q8_0[..n8_0],
                     q8_0s: &s.q8_0s[..n8_0s],
@@ -347,6 +355,49 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
             ))
         };
         let (q8_0, q4_0, q5_0) = (Format::Q8_0, Format::Q4_0, Format::Q5_0);
+        #[cfg(vnni512_tiles)]
+        if n.is_multiple_of(16) && wide_vectors() {
+            let data = || w.data().ok();
+            match w.dtype() {
+                GgmlDType::Q4K => {
+                    let tiles = tiles!(
+                        q4k_x8::avx512::tile,
+                        q4k_x8::avx512::tile,
+                        q4k_x8::block_bytes(16)
+                    );
+                    let bytes = q4k_x8::repack_rows::<16>(&data()?, n, k);
+                    return Some((Kernel::Q8Kx16(tiles), bytes));
+                }
+                GgmlDType::Q6K => {
+                    let tiles = tiles!(
+                        q6k_x8::avx512::tile,
+                        q6k_x8::avx512::tile,
+                        q6k_x8::avx512::BLOCK_BYTES
+                    );
+                    let bytes = q6k_x8::repack_rows::<16>(&data()?, n, k);
+                    return Some((Kernel::Q8Kx16(tiles), bytes));
+                }
+                _ => {}
+            }
+        }
+        #[cfg(vnni512_tiles)]
+        if n.is_multiple_of(q8_x16::ROWS)
+            && wide_vectors()
+            && matches!(
+                w.dtype(),
+                GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
+            )
+        {
+            use q8_x16::vnni512;
+            let bytes = q8_x16::block_bytes;
+            let (format, tiles) = match w.dtype() {
+                GgmlDType::Q8_0 => (q8_0, tiles!(vnni512::q8_0, vnni512::q8_0, bytes(q8_0))),
+                GgmlDType::Q4_0 => (q4_0, tiles!(vnni512::q4_0, vnni512::q4_0, bytes(q4_0))),
+                _ => (q5_0, tiles!(vnni512::q5_0, vnni512::q5_0, bytes(q5_0))),
+            };
+            let bytes = q8_x16::repack(format, &w.data().ok()?, n, k);
+            return Some((Kernel::Q8_0x16(tiles), bytes));
+        }
         return match w.dtype() {
             // Q8_0's one-token tile stays AVX2: decode streams its weights from memory, and
             // the VNNI tile's extra load per lane made it ~10% slower there (no nibbles to
@@ -369,6 +420,15 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
     None
 }
 
+/// Whether the 512-bit kernels (`q8_x16`, `decode_attention`'s `avx512`) run where the
+/// build has them: `WICK_CPU_X16=0` keeps the 256-bit ones (same numbers), for comparisons
+/// and for CPUs that split 512-bit operations in two.
+#[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))]
+pub(crate) fn wide_vectors() -> bool {
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| !std::env::var("WICK_CPU_X16").is_ok_and(|v| v == "0"))
+}
+
 /// Splits the work units (rows, or repacked row groups) of all jobs over the thread pool
 /// as one index space.
 fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
@@ -385,6 +445,8 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
                     Kernel::Q8_1(k) => rows(job, k, acts.q8_1, r, t),
                     Kernel::Q8K(k) => rows(job, k, acts.q8k, r, t),
                     Kernel::Q8_0x8(k) => groups(job, k, acts.q8_0s, r, t),
+                    Kernel::Q8_0x16(k) => groups(job, k, acts.q8_0s, r, t),
+                    Kernel::Q8Kx16(k) => groups(job, k, acts.q8k, r, t),
                     Kernel::Q8Kx8(k) => groups(job, k, acts.q8k, r, t),
                 }
                 start = hi;
@@ -397,15 +459,20 @@ fn run_many(jobs: &[Job], acts: &Acts, t: usize) {
 
 /// Repacked row groups `range` against all `t` activation rows: tokens in chunks that fit
 /// in L2 as in `rows`, four at a time, then the last one to three in one call.
-fn groups<A>(job: &Job, k: Tiles<A>, acts: &[A], range: std::ops::Range<usize>, t: usize) {
-    const ROWS: usize = 8;
+fn groups<A, const ROWS: usize>(
+    job: &Job,
+    k: Tiles<A, ROWS>,
+    acts: &[A],
+    range: std::ops::Range<usize>,
+    t: usize,
+) {
     let nb = job.per_row;
     let group_bytes = nb * k.block_bytes;
     let chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<A>()).max(1)).max(4) / 4 * 4;
     let put = |i: usize, g: usize, v: &[[f32; ROWS]]| {
         for (j, v) in v.iter().enumerate() {
             // SAFETY: the group's rows belong to this thread only and
-            // `(i + v.len()) * n <= t * n`; each write is one token's eight outputs.
+            // `(i + v.len()) * n <= t * n`; each write is one token's `ROWS` outputs.
             unsafe {
                 let dst = job.out.0.add((i + j) * job.n + g * ROWS);
                 std::ptr::copy_nonoverlapping(v.as_ptr(), dst, ROWS)
@@ -584,10 +651,11 @@ mod speed {
             let (n, k) = (4864, 1024);
             let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
             let m = CpuQMatMul::new(Arc::new(QTensor::quantize(&w, dt).unwrap())).unwrap();
-            for t in [1usize, 128] {
+            // Decode, a 15-row speculative verification, prefill.
+            for t in [1usize, 15, 128] {
                 let x = Tensor::randn(0f32, 1.0, (t, k), &Device::Cpu).unwrap();
                 m.forward(&x).unwrap();
-                let reps = if t == 1 { 200 } else { 5 };
+                let reps = if t == 1 { 200 } else { 3000 / t };
                 let start = std::time::Instant::now();
                 for _ in 0..reps {
                     m.forward(&x).unwrap();

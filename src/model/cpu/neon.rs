@@ -339,7 +339,10 @@ mod tests {
                         Kernel::Q8_0(k) => unsafe { (k.one)(&w, &a8_0) },
                         Kernel::Q8_1(k) => unsafe { (k.one)(&w, &a8_1) },
                         Kernel::Q8K(k) => unsafe { (k.one)(&w, &a8k) },
-                        Kernel::Q8_0x8(_) | Kernel::Q8Kx8(_) => {
+                        Kernel::Q8_0x8(_)
+                        | Kernel::Q8Kx8(_)
+                        | Kernel::Q8_0x16(_)
+                        | Kernel::Q8Kx16(_) => {
                             unreachable!("weights are repacked on x86-64 only")
                         }
                     };

@@ -25,38 +25,46 @@ pub(crate) const ROWS: usize = 8;
 /// holding row `r`'s bytes `ql[64h + 32kk + 4j..][..4]` at `4r` (low nibbles: chunk `kk`,
 /// high: chunk `kk + 2`); then the high bits, for each half and group, 32 bytes holding
 /// row `r`'s `qh[32h + 4j..][..4]` at `4r` (chunk `k`'s two bits at `2k`).
+/// With sixteen rows (`repack_rows::<16>`, the 512-bit tiles) every part is twice as wide.
 pub(crate) const BLOCK_BYTES: usize = ROWS * Q6_K_BYTES;
-const SCALES: usize = 16;
-const QL: usize = SCALES + 128;
-const QH: usize = QL + 1024;
+const SCALES: usize = 2 * ROWS;
+const QL: usize = SCALES + 16 * ROWS;
+const QH: usize = QL + 128 * ROWS;
 
 /// Repacks `[n, k]` Q6_K blocks (`n % 8 == 0`, `k % 256 == 0`); row group `G` is stored as
 /// its `k / 256` super-blocks in order, groups one after another.
 pub(crate) fn repack(w: &[u8], n: usize, k: usize) -> Vec<u8> {
+    repack_rows::<ROWS>(w, n, k)
+}
+
+/// `repack` with `R` rows per group (`n % R == 0`).
+pub(crate) fn repack_rows<const R: usize>(w: &[u8], n: usize, k: usize) -> Vec<u8> {
     let nb = k / QK_K;
+    let bytes = R * Q6_K_BYTES;
+    let (scales, ql, qh) = (2 * R, 18 * R, 146 * R);
     assert!(
-        n.is_multiple_of(ROWS) && k.is_multiple_of(QK_K) && w.len() == n * nb * Q6_K_BYTES,
+        n.is_multiple_of(R) && k.is_multiple_of(QK_K) && w.len() == n * nb * Q6_K_BYTES,
         "Q6_K weight shape"
     );
-    let mut out = vec![0u8; n / ROWS * nb * BLOCK_BYTES];
-    for (g, group) in out.chunks_exact_mut(nb * BLOCK_BYTES).enumerate() {
-        for (i, dst) in group.chunks_exact_mut(BLOCK_BYTES).enumerate() {
-            for r in 0..ROWS {
+    let mut out = vec![0u8; n / R * nb * bytes];
+    for (g, group) in out.chunks_exact_mut(nb * bytes).enumerate() {
+        for (i, dst) in group.chunks_exact_mut(bytes).enumerate() {
+            for r in 0..R {
                 // A Q6_K block: ql[128], qh[64], scales[16] (i8), d (f16).
-                let src = &w[((g * ROWS + r) * nb + i) * Q6_K_BYTES..][..Q6_K_BYTES];
+                let src = &w[((g * R + r) * nb + i) * Q6_K_BYTES..][..Q6_K_BYTES];
                 dst[2 * r..2 * r + 2].copy_from_slice(&src[208..210]);
                 for sb in 0..16 {
-                    dst[SCALES + 8 * sb + r] = src[192 + sb];
+                    dst[scales + R * sb + r] = src[192 + sb];
                 }
                 for h in 0..2 {
                     for kk in 0..2 {
                         for j in 0..8 {
-                            let at = QL + ((h * 2 + kk) * 8 + j) * 32 + 4 * r;
+                            let at = ql + ((h * 2 + kk) * 8 + j) * 4 * R + 4 * r;
                             dst[at..at + 4].copy_from_slice(&src[64 * h + 32 * kk + 4 * j..][..4]);
                         }
                     }
                     for j in 0..8 {
-                        let at = QH + (h * 8 + j) * 32 + 4 * r;
+                        let at = qh + (h * 8 + j) * 4 * R + 4 * r;
                         dst[at..at + 4].copy_from_slice(&src[128 + 32 * h + 4 * j..][..4]);
                     }
                 }
@@ -198,6 +206,133 @@ pub(crate) mod avx2 {
     }
 }
 
+/// The tile on 512-bit vectors over sixteen rows (`repack_rows::<16>`): `avx2::tile`'s
+/// operations lane by lane (the VNNI `vpdpwssd`), so the same integers, the same FMA per
+/// super-block and the same final tree per row.
+#[cfg(vnni512_tiles)]
+pub(crate) mod avx512 {
+    use super::super::act::BlockQ8K;
+    use super::super::q8_x16::vnni512::rows_out;
+    use super::Q6_K_BYTES;
+    use std::arch::x86_64::*;
+
+    const ROWS: usize = 16;
+    pub(crate) const BLOCK_BYTES: usize = ROWS * Q6_K_BYTES;
+    const SCALES: usize = 2 * ROWS;
+    const QL: usize = SCALES + 16 * ROWS;
+    const QH: usize = QL + 128 * ROWS;
+
+    // SAFETY (callers): `p` points to 4 readable bytes.
+    #[inline(always)]
+    unsafe fn bcast4(p: *const u8) -> __m512i {
+        _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    }
+
+    /// The i8 at `p[r]` (one per row) as the i16 pair of lane `r`.
+    // SAFETY (callers): `p` points to 16 readable bytes.
+    #[inline(always)]
+    unsafe fn row_scales(p: *const u8) -> __m512i {
+        let s = _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm512_or_si512(
+            _mm512_and_si512(s, _mm512_set1_epi32(0xFFFF)),
+            _mm512_slli_epi32::<16>(s),
+        )
+    }
+
+    /// Row `r`'s `(a[r], b[r])` (i8 each) as the i16 pair of lane `r`.
+    // SAFETY (callers): `a` and `b` point to 16 readable bytes.
+    #[inline(always)]
+    unsafe fn row_pairs(a: *const u8, b: *const u8) -> __m512i {
+        let a = _mm512_cvtepi8_epi32(_mm_loadu_si128(a as *const __m128i));
+        let b = _mm512_cvtepi8_epi32(_mm_loadu_si128(b as *const __m128i));
+        _mm512_or_si512(
+            _mm512_and_si512(a, _mm512_set1_epi32(0xFFFF)),
+            _mm512_slli_epi32::<16>(b),
+        )
+    }
+
+    /// The unsigned 6-bit quants of chunk `k` (0..4) of half `h`, group `j`, of 16 rows.
+    // SAFETY (callers): `p` points to a whole repacked block.
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, h: usize, k: usize, j: usize) -> __m512i {
+        let ql = _mm512_loadu_si512(p.add(QL + ((h * 2 + k % 2) * 8 + j) * 64) as *const _);
+        let qh = _mm512_loadu_si512(p.add(QH + (h * 8 + j) * 64) as *const _);
+        let low = if k < 2 {
+            ql
+        } else {
+            _mm512_srli_epi16::<4>(ql)
+        };
+        // Bits 2k, 2k + 1 of qh moved to bits 4, 5.
+        let high = match k {
+            0 => _mm512_slli_epi16::<4>(qh),
+            1 => _mm512_slli_epi16::<2>(qh),
+            2 => qh,
+            _ => _mm512_srli_epi16::<2>(qh),
+        };
+        // (high & 0x30) | (low & 0x0F); 0xEA is (A & B) | C.
+        let low = _mm512_and_si512(low, _mm512_set1_epi8(0x0F));
+        _mm512_ternarylogic_epi32::<0xEA>(high, _mm512_set1_epi8(0x30), low)
+    }
+
+    /// `T` activation rows (`a[t * stride..]`, `nb` super-blocks each) against one repacked
+    /// group of sixteen rows (`w`, `nb` blocks): `out[t][r]` for row `r`.
+    // SAFETY (callers): the build has the module's features (`vnni512_tiles`); `w` holds
+    // `nb` repacked blocks and `a` holds `(T - 1) * stride + nb` blocks (asserted).
+    pub(crate) unsafe fn tile<const T: usize>(
+        w: &[u8],
+        nb: usize,
+        a: &[BlockQ8K],
+        stride: usize,
+    ) -> [[f32; ROWS]; T] {
+        assert!(w.len() >= nb * BLOCK_BYTES && a.len() >= (T - 1) * stride + nb);
+        // acc[j][t]: lane j of every row for token t.
+        let mut acc = [[_mm512_setzero_ps(); T]; 8];
+        for i in 0..nb {
+            let p = w.as_ptr().add(i * BLOCK_BYTES);
+            let y: [&BlockQ8K; T] = std::array::from_fn(|t| a.get_unchecked(t * stride + i));
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+            // `y.d * d_w` per row: the one-row kernel's scalar product, lane by lane.
+            let dy: [__m512; T] = std::array::from_fn(|t| _mm512_mul_ps(_mm512_set1_ps(y[t].d), d));
+            for half in 0..2 {
+                // Lanes 0..4 take the first sub-block of each chunk, lanes 4..8 the second.
+                let scales: [__m512i; 8] = std::array::from_fn(|c| {
+                    let (h, k) = (c / 4, c % 4);
+                    row_scales(p.add(SCALES + ROWS * (8 * h + 2 * k + half)))
+                });
+                for (j, lane) in acc.iter_mut().enumerate().skip(4 * half).take(4) {
+                    let mut sumi = [_mm512_setzero_si512(); T];
+                    for (c, sc) in scales.iter().enumerate() {
+                        let (h, k) = (c / 4, c % 4);
+                        let q = quants(p, h, k, j);
+                        for t in 0..T {
+                            let x =
+                                bcast4(y[t].qs.as_ptr().add(128 * h + 32 * k + 4 * j) as *const u8);
+                            // i16 pair sums: at most 2 × 63 × 127, no saturation.
+                            sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q, x), *sc);
+                        }
+                    }
+                    let pair = row_pairs(
+                        p.add(SCALES + ROWS * (2 * j)),
+                        p.add(SCALES + ROWS * (2 * j + 1)),
+                    );
+                    for t in 0..T {
+                        // The lane's share of the -32 offset, as the one-row kernel takes it.
+                        let b = bcast4(y[t].bsums.as_ptr().add(2 * j) as *const u8);
+                        let offset = _mm512_slli_epi32::<5>(_mm512_dpwssd_epi32(
+                            _mm512_setzero_si512(),
+                            b,
+                            pair,
+                        ));
+                        let lanes = _mm512_cvtepi32_ps(_mm512_sub_epi32(sumi[t], offset));
+                        lane[t] = _mm512_fmadd_ps(dy[t], lanes, lane[t]);
+                    }
+                }
+            }
+        }
+        rows_out(&acc)
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::super::dot;
@@ -222,6 +357,22 @@ mod tests {
                 one_row: dot::avx2::q6_k,
             },
             10,
+        );
+        #[cfg(vnni512_tiles)]
+        check(
+            Case {
+                dtype: GgmlDType::Q6K,
+                repack: repack_rows::<16>,
+                block_bytes: avx512::BLOCK_BYTES,
+                tiles: (
+                    avx512::tile::<1>,
+                    avx512::tile::<2>,
+                    avx512::tile::<3>,
+                    avx512::tile::<4>,
+                ),
+                one_row: dot::avx2::q6_k,
+            },
+            13,
         );
     }
 }
