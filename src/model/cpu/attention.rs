@@ -46,7 +46,7 @@ pub(crate) fn attend(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, threads: 
             && s.head_dim <= 256
             && super::dot::avx2::available()
         {
-            return tiled(q, k_t, v, s);
+            return tiled(q, k_t, v, s, super::wide_vectors());
         }
     }
     ggml_ops::attend(q, k_t, v, s, threads)
@@ -70,7 +70,8 @@ thread_local! {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
+/// The tiles, on 512-bit vectors where `wide` and the build has AVX-512 (same numbers).
+fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape, wide: bool) -> Vec<f32> {
     let hd = s.head_dim;
     let mut out = vec![0f32; s.t * s.n_head * hd];
     let blocks = s.t.div_ceil(QUERY_BLOCK);
@@ -88,7 +89,7 @@ fn tiled(q: &[f32], k_t: &[f32], v: &[f32], s: &AttnShape) -> Vec<f32> {
                 // SAFETY: AVX2/FMA/F16C were checked in `attend`; the slices have the
                 // shapes `s` describes (checked by the caller's construction), and this
                 // item owns output rows (queries, h).
-                unsafe { avx2::head_block(h, queries, q, k_t, v, s, rows, dst) };
+                unsafe { avx2::head_block(h, queries, q, k_t, v, s, rows, dst, wide) };
             }
         })
     };
@@ -118,6 +119,7 @@ pub(super) mod avx2 {
         s: &AttnShape,
         rows: &mut [f32],
         out: SharedOut,
+        wide: bool,
     ) {
         let (hd, total) = (s.head_dim, s.total);
         let kvh = h / (s.n_head / s.n_kv_head);
@@ -155,7 +157,8 @@ pub(super) mod avx2 {
                     std::slice::from_raw_parts_mut(row(2 * p), total),
                     std::slice::from_raw_parts_mut(row(n1), total),
                 );
-                scores_pair(query(2 * p), query(n1), keys_t, total, jb, jn, r0, r1, part);
+                let (q0, q1) = (query(2 * p), query(n1));
+                scores_pair(q0, q1, keys_t, total, jb, jn, r0, r1, part, wide);
             }
             jb += KEY_BLOCK;
         }
@@ -167,7 +170,7 @@ pub(super) mod avx2 {
             }
         }
         for n in 0..nq {
-            softmax_f16(std::slice::from_raw_parts_mut(row(n), seen(n)), scale);
+            softmax_f16_on(std::slice::from_raw_parts_mut(row(n), seen(n)), scale, wide);
         }
         // Weighted sums: value blocks outside, queries inside.
         let lane_len = 16 * hd;
@@ -181,7 +184,7 @@ pub(super) mod avx2 {
                 }
                 let probs = std::slice::from_raw_parts(row(n), pe);
                 let acc = &mut lanes[n * lane_len..(n + 1) * lane_len];
-                weighted_sum_block(probs, pb, vals, hd, acc);
+                weighted_sum_block(probs, pb, vals, hd, acc, wide);
             }
             pb += VALUE_BLOCK;
         }
@@ -210,13 +213,15 @@ pub(super) mod avx2 {
         row0: &mut [f32],
         row1: &mut [f32],
         part: &mut [f32],
+        wide: bool,
     ) {
-        match q0.len() / 16 {
-            2 => scores_pair_m::<2>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
-            4 => scores_pair_m::<4>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
-            8 => scores_pair_m::<8>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
-            _ => scores_pair_m::<16>(q0, q1, keys_t, total, jb, jn, row0, row1, part),
-        }
+        let f = match q0.len() / 16 {
+            2 => scores_pair_m::<2>,
+            4 => scores_pair_m::<4>,
+            8 => scores_pair_m::<8>,
+            _ => scores_pair_m::<16>,
+        };
+        f(q0, q1, keys_t, total, jb, jn, row0, row1, part, wide)
     }
 
     /// `scores_pair` for `M = head_dim / 16` dimensions per lane (`M <= 16`; a smaller
@@ -234,8 +239,16 @@ pub(super) mod avx2 {
         row0: &mut [f32],
         row1: &mut [f32],
         part: &mut [f32],
+        wide: bool,
     ) {
         let m = (q0.len() / 16).min(M);
+        // Keys sixteen at a time on 512-bit vectors where `wide`: every key is a lane, so
+        // its products and sums are the same either way. `step` is the 512-bit part.
+        let step = if wide && cfg!(target_feature = "avx512f") {
+            jn / 16 * 16
+        } else {
+            0
+        };
         let kp = keys_t.as_ptr();
         let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
         let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());
@@ -249,6 +262,19 @@ pub(super) mod avx2 {
                     b1[r] = _mm256_set1_ps(q1[l + 16 * r]);
                 }
                 let mut j = 0;
+                #[cfg(target_feature = "avx512f")]
+                while j < step {
+                    let mut a0 = _mm512_setzero_ps();
+                    let mut a1 = _mm512_setzero_ps();
+                    for r in 0..m {
+                        let k = _mm512_loadu_ps(kp.add((l + 16 * r) * total + jb + j));
+                        a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[l + 16 * r]), k, a0);
+                        a1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[l + 16 * r]), k, a1);
+                    }
+                    _mm512_storeu_ps(pp0.add(l * KEY_BLOCK + j), a0);
+                    _mm512_storeu_ps(pp1.add(l * KEY_BLOCK + j), a1);
+                    j += 16;
+                }
                 while j < jn {
                     let mut a0 = _mm256_setzero_ps();
                     let mut a1 = _mm256_setzero_ps();
@@ -267,6 +293,19 @@ pub(super) mod avx2 {
             for (pp, row) in [(pp0, &mut *row0), (pp1, &mut *row1)] {
                 let v = |l: usize, j: usize| _mm256_loadu_ps(pp.add(l * KEY_BLOCK + j));
                 let mut j = 0;
+                #[cfg(target_feature = "avx512f")]
+                while j < step {
+                    let v = |l: usize| _mm512_loadu_ps(pp.add(l * KEY_BLOCK + j));
+                    let t4: [__m512; 4] = std::array::from_fn(|i| {
+                        _mm512_add_ps(
+                            _mm512_add_ps(v(i + 12), v(i + 4)),
+                            _mm512_add_ps(v(i + 8), v(i)),
+                        )
+                    });
+                    let r = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
+                    _mm512_storeu_ps(row.as_mut_ptr().add(jb + j), r);
+                    j += 16;
+                }
                 while j < jn {
                     let t4: [__m256; 4] = std::array::from_fn(|i| {
                         _mm256_add_ps(
@@ -291,9 +330,22 @@ pub(super) mod avx2 {
         ggml_ops::reduce16(&lanes)
     }
 
-    /// `ggml_ops::softmax` then rounding to f16, eight scores at a time.
+    /// `ggml_ops::softmax` then rounding to f16, eight scores at a time (sixteen where the
+    /// 512-bit kernels run).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn softmax_f16(row: &mut [f32], scale: f32) {
+        softmax_f16_on(row, scale, super::super::wide_vectors())
+    }
+
+    /// `softmax_f16` on 512-bit vectors where `wide` and the build has AVX-512: each score
+    /// is a lane and the sums run in the same blocks of 16, so the same numbers.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn softmax_f16_on(row: &mut [f32], scale: f32, wide: bool) {
+        #[cfg(target_feature = "avx512f")]
+        if wide {
+            return softmax_f16_512(row, scale);
+        }
+        let _ = wide;
         let n = row.len();
         let p = row.as_mut_ptr();
         let vs = _mm256_set1_ps(scale);
@@ -344,6 +396,96 @@ pub(super) mod avx2 {
         for x in &mut row[j..] {
             *x = half::f16::from_f32(*x * inv).to_f32();
         }
+    }
+
+    /// `softmax_f16` sixteen scores at a time.
+    #[cfg(target_feature = "avx512f")]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn softmax_f16_512(row: &mut [f32], scale: f32) {
+        let n = row.len();
+        let p = row.as_mut_ptr();
+        let vs = _mm512_set1_ps(scale);
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut j = 0;
+        while j + 16 <= n {
+            let x = _mm512_mul_ps(_mm512_loadu_ps(p.add(j)), vs);
+            _mm512_storeu_ps(p.add(j), x);
+            vmax = _mm512_max_ps(vmax, x);
+            j += 16;
+        }
+        // The maximum is the same in any order.
+        let mut max = _mm512_reduce_max_ps(vmax);
+        for x in &mut row[j..] {
+            *x *= scale;
+            max = max.max(*x);
+        }
+        // Blocks of 16: exp, then the block's `reduce16` sum added in f64.
+        let vm = _mm512_set1_ps(max);
+        let mut sum = 0f64;
+        let mut j = 0;
+        while j + 16 <= n {
+            let e = expf16(_mm512_sub_ps(_mm512_loadu_ps(p.add(j)), vm));
+            _mm512_storeu_ps(p.add(j), e);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e)));
+            sum += f64::from(reduce16(_mm512_castps512_ps256(e), hi));
+            j += 16;
+        }
+        if j < n {
+            let mut lanes = [0f32; 16];
+            for (l, x) in row[j..].iter_mut().enumerate() {
+                *x = ggml_ops::expf(*x - max);
+                lanes[l] = *x;
+            }
+            sum += f64::from(ggml_ops::reduce16(&lanes));
+        }
+        let inv = _mm512_set1_ps((1.0 / sum) as f32);
+        let mut j = 0;
+        while j + 16 <= n {
+            let x = _mm512_mul_ps(_mm512_loadu_ps(p.add(j)), inv);
+            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x);
+            _mm512_storeu_ps(p.add(j), _mm512_cvtph_ps(h));
+            j += 16;
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in &mut row[j..] {
+            *x = half::f16::from_f32(*x * inv).to_f32();
+        }
+    }
+
+    /// `expf8` on sixteen values, bit for bit.
+    #[cfg(target_feature = "avx512f")]
+    #[inline(always)]
+    pub(crate) unsafe fn expf16(x: __m512) -> __m512 {
+        let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm512_sub_ps(z, r);
+        let b = _mm512_fnmadd_ps(n, c(0x35bf_be8e), _mm512_fnmadd_ps(n, c(0x3f31_7200), x));
+        let u = _mm512_mul_ps(b, b);
+        let j = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(
+                _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+        );
+        let in_range = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(n, _mm512_set1_ps(-126.0))
+            & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_set1_ps(127.0));
+        if in_range == 0xFFFF {
+            let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+                _mm512_cvtps_epi32(n),
+                _mm512_set1_epi32(127),
+            ));
+            return _mm512_mul_ps(j, _mm512_castsi512_ps(e));
+        }
+        let mut v = [0f32; 16];
+        _mm512_storeu_ps(v.as_mut_ptr(), x);
+        for x in &mut v {
+            *x = ggml_ops::expf(*x);
+        }
+        _mm512_loadu_ps(v.as_ptr())
     }
 
     /// `ggml_ops::reduce16` of the 16 lanes `lo ++ hi`.
@@ -402,8 +544,27 @@ pub(super) mod avx2 {
     /// time (positions `l, l + 16, ...`) with the head's outputs in registers (one broadcast
     /// per eight V loads). Called for consecutive blocks, it performs the same additions in
     /// the same order as one pass over all positions.
+    /// Where `wide` and the build has AVX-512, the outputs go sixteen at a time (the head
+    /// size is a multiple of 16 here): each output is a lane, the same sums either way.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_block(probs: &[f32], pb: usize, v: &[f32], hd: usize, acc: &mut [f32]) {
+    unsafe fn weighted_sum_block(
+        probs: &[f32],
+        pb: usize,
+        v: &[f32],
+        hd: usize,
+        acc: &mut [f32],
+        wide: bool,
+    ) {
+        #[cfg(target_feature = "avx512f")]
+        if wide {
+            return match hd / 16 {
+                2 => weighted_sum_512::<2>(probs, pb, v, hd, acc),
+                4 => weighted_sum_512::<4>(probs, pb, v, hd, acc),
+                8 => weighted_sum_512::<8>(probs, pb, v, hd, acc),
+                _ => weighted_sum_512::<16>(probs, pb, v, hd, acc),
+            };
+        }
+        let _ = wide;
         match hd / 8 {
             4 => weighted_sum_n::<4>(probs, pb, v, hd, acc),
             8 => weighted_sum_n::<8>(probs, pb, v, hd, acc),
@@ -441,6 +602,73 @@ pub(super) mod avx2 {
             }
             for (c, a) in acc.iter().enumerate().take(nv) {
                 _mm256_storeu_ps(lp.add(l * hd + 8 * c), *a);
+            }
+        }
+    }
+
+    /// `weighted_sum_n` with sixteen-float vectors (`hd <= 16 * N`, `hd % 16 == 0`). At
+    /// head size 64 a lane's four accumulators would wait on the FMA latency, so lanes go
+    /// two at a time (`L = 2`; each still sums its own positions in order).
+    #[cfg(target_feature = "avx512f")]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn weighted_sum_512<const N: usize>(
+        probs: &[f32],
+        pb: usize,
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+    ) {
+        if N >= 8 {
+            lanes_512::<N, 1>(probs, pb, v, hd, lanes)
+        } else {
+            lanes_512::<N, 2>(probs, pb, v, hd, lanes)
+        }
+    }
+
+    /// `weighted_sum_512`, `L` lanes at a time.
+    #[cfg(target_feature = "avx512f")]
+    #[inline(always)]
+    unsafe fn lanes_512<const N: usize, const L: usize>(
+        probs: &[f32],
+        pb: usize,
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+    ) {
+        let nv = (hd / 16).min(N);
+        let seen = probs.len();
+        assert!(v.len() >= seen * hd && lanes.len() >= 16 * hd);
+        let (pp, vp, lp) = (probs.as_ptr(), v.as_ptr(), lanes.as_mut_ptr());
+        for l0 in (0..16).step_by(L) {
+            let mut acc = [[_mm512_setzero_ps(); N]; L];
+            // The first position of each lane at or after `pb`.
+            let mut p: [usize; L] = std::array::from_fn(|i| pb + (l0 + i + 16 - pb % 16) % 16);
+            for (i, a) in acc.iter_mut().enumerate() {
+                for (c, a) in a.iter_mut().enumerate().take(nv) {
+                    *a = _mm512_loadu_ps(lp.add((l0 + i) * hd + 16 * c));
+                }
+            }
+            // Side by side while every lane has a position, then each alone.
+            while p.iter().all(|&p| p < seen) {
+                for i in 0..L {
+                    let w = _mm512_set1_ps(*pp.add(p[i]));
+                    for (c, a) in acc[i].iter_mut().enumerate().take(nv) {
+                        *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vp.add(p[i] * hd + 16 * c)), *a);
+                    }
+                    p[i] += 16;
+                }
+            }
+            for i in 0..L {
+                while p[i] < seen {
+                    let w = _mm512_set1_ps(*pp.add(p[i]));
+                    for (c, a) in acc[i].iter_mut().enumerate().take(nv) {
+                        *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vp.add(p[i] * hd + 16 * c)), *a);
+                    }
+                    p[i] += 16;
+                }
+                for (c, a) in acc[i].iter().enumerate().take(nv) {
+                    _mm512_storeu_ps(lp.add((l0 + i) * hd + 16 * c), *a);
+                }
             }
         }
     }
@@ -507,6 +735,17 @@ pub(super) mod tests {
             let v = values(n_kv_head * total * hd, 3, 1.0);
             let want = ggml_ops::attend(&q, &k_t, &v, &s, 1);
             let got = attend(&q, &k_t, &v, &s, 2);
+            // Both vector widths where the build has 512-bit kernels.
+            #[cfg(target_arch = "x86_64")]
+            if t > 1 && super::super::dot::avx2::available() {
+                for wide in [false, true] {
+                    let other = tiled(&q, &k_t, &v, &s, wide);
+                    assert!(other
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            }
             let bad = got
                 .iter()
                 .zip(&want)
@@ -531,12 +770,15 @@ pub(super) mod tests {
         for w in &mut want {
             *w = half::f16::from_f32(*w).to_f32();
         }
-        // SAFETY: AVX2/FMA/F16C checked above.
-        unsafe { avx2::softmax_f16(&mut row, 1.0) };
-        assert!(row
-            .iter()
-            .zip(&want)
-            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        for wide in [false, true] {
+            let mut row = row.clone();
+            // SAFETY: AVX2/FMA/F16C checked above.
+            unsafe { avx2::softmax_f16_on(&mut row, 1.0, wide) };
+            assert!(row
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
         let xs: Vec<f32> = (0..20000).map(|i| -110.0 + i as f32 * 0.01013).collect();
         for x in xs.chunks_exact(8) {
             let mut got = [0f32; 8];
@@ -549,6 +791,53 @@ pub(super) mod tests {
             for (g, &x) in got.iter().zip(x) {
                 assert_eq!(g.to_bits(), ggml_ops::expf(x).to_bits(), "exp({x})");
             }
+        }
+        #[cfg(target_feature = "avx512f")]
+        for x in xs.chunks_exact(16) {
+            let mut got = [0f32; 16];
+            // SAFETY: the build has AVX-512; `x` holds sixteen floats.
+            unsafe {
+                use std::arch::x86_64::*;
+                let e = avx2::expf16(_mm512_loadu_ps(x.as_ptr()));
+                _mm512_storeu_ps(got.as_mut_ptr(), e);
+            }
+            for (g, &x) in got.iter().zip(x) {
+                assert_eq!(g.to_bits(), ggml_ops::expf(x).to_bits(), "exp({x})");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod speed {
+    use super::tests::values;
+    use super::*;
+
+    /// Manual: `cargo test --release --lib cpu::attention::speed -- --ignored --nocapture`.
+    /// Qwen2.5-0.5B's shape: the last 512-token chunk of a ~4,000-token prefill.
+    #[test]
+    #[ignore]
+    fn prefill_attention_throughput() {
+        let (t, pos, n_head, n_kv_head, hd) = (512, 3500, 14, 2, 64);
+        let total = pos + t;
+        let s = AttnShape {
+            t,
+            pos,
+            total,
+            n_head,
+            n_kv_head,
+            head_dim: hd,
+            window: usize::MAX,
+        };
+        let q = values(n_head * t * hd, 1, 2.0);
+        let k_t = values(n_kv_head * hd * total, 2, 2.0);
+        let v = values(n_kv_head * total * hd, 3, 1.0);
+        for wide in [false, true, false, true] {
+            let start = std::time::Instant::now();
+            std::hint::black_box(tiled(&q, &k_t, &v, &s, wide));
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let gfma = (t * n_head * hd * 2) as f64 * (pos as f64 + t as f64 / 2.0) / ms / 1e6;
+            eprintln!("wide={wide}: {ms:.1} ms per layer, {gfma:.1} GFMA/s");
         }
     }
 }

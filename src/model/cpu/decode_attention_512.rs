@@ -177,18 +177,36 @@ unsafe fn weighted_sums<const NV: usize>(
             count += 1;
             p += 64;
         }
-        for h in 0..n {
+        // Two heads at a time where a head's accumulators are few (they would wait on the
+        // FMA latency): each head's sums are unchanged, the value loads shared.
+        let pair = nv <= 4;
+        let mut h = 0;
+        while h < n {
+            let two = pair && h + 1 < n;
             let pr = probs.as_ptr().add(h * seen + l);
+            let pr1 = probs.as_ptr().add((h + usize::from(two)) * seen + l);
             let mut acc = [_mm512_setzero_ps(); NV];
+            let mut acc1 = [_mm512_setzero_ps(); NV];
             for i in 0..count {
                 let w = _mm512_set1_ps(*pr.add(64 * i));
-                for (c, a) in acc.iter_mut().enumerate().take(nv) {
-                    *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vb.add(i * hd + 16 * c)), *a);
+                let w1 = _mm512_set1_ps(*pr1.add(64 * i));
+                for c in 0..nv {
+                    let x = _mm512_loadu_ps(vb.add(i * hd + 16 * c));
+                    acc[c] = _mm512_fmadd_ps(w, x, acc[c]);
+                    if two {
+                        acc1[c] = _mm512_fmadd_ps(w1, x, acc1[c]);
+                    }
                 }
             }
             for (c, a) in acc.iter().enumerate().take(nv) {
                 _mm512_storeu_ps(lp.add((h * 64 + l) * hd + 16 * c), *a);
             }
+            if two {
+                for (c, a) in acc1.iter().enumerate().take(nv) {
+                    _mm512_storeu_ps(lp.add(((h + 1) * 64 + l) * hd + 16 * c), *a);
+                }
+            }
+            h += 1 + usize::from(two);
         }
     }
     // Lanes with no position (fewer than 64 keys) sum nothing.
