@@ -263,13 +263,18 @@ pub(super) mod avx2 {
                 }
                 let mut j = 0;
                 #[cfg(target_feature = "avx512f")]
+                let (z0, z1): ([__m512; M], [__m512; M]) = (
+                    std::array::from_fn(|r| _mm512_broadcastss_ps(_mm256_castps256_ps128(b0[r]))),
+                    std::array::from_fn(|r| _mm512_broadcastss_ps(_mm256_castps256_ps128(b1[r]))),
+                );
+                #[cfg(target_feature = "avx512f")]
                 while j < step {
                     let mut a0 = _mm512_setzero_ps();
                     let mut a1 = _mm512_setzero_ps();
                     for r in 0..m {
                         let k = _mm512_loadu_ps(kp.add((l + 16 * r) * total + jb + j));
-                        a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[l + 16 * r]), k, a0);
-                        a1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[l + 16 * r]), k, a1);
+                        a0 = _mm512_fmadd_ps(z0[r], k, a0);
+                        a1 = _mm512_fmadd_ps(z1[r], k, a1);
                     }
                     _mm512_storeu_ps(pp0.add(l * KEY_BLOCK + j), a0);
                     _mm512_storeu_ps(pp1.add(l * KEY_BLOCK + j), a1);
