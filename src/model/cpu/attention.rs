@@ -244,11 +244,10 @@ pub(super) mod avx2 {
         let m = (q0.len() / 16).min(M);
         // Keys sixteen at a time on 512-bit vectors where `wide`: every key is a lane, so
         // its products and sums are the same either way. `step` is the 512-bit part.
-        let step = if wide && cfg!(target_feature = "avx512f") {
-            jn / 16 * 16
-        } else {
-            0
-        };
+        #[cfg(target_feature = "avx512f")]
+        let step = if wide { jn / 16 * 16 } else { 0 };
+        #[cfg(not(target_feature = "avx512f"))]
+        let _ = wide;
         let kp = keys_t.as_ptr();
         let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
         let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());

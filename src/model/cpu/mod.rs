@@ -22,6 +22,7 @@ mod q4k_x8;
 #[cfg(target_arch = "x86_64")]
 mod q6k_x8;
 #[cfg(target_arch = "x86_64")]
+#[cfg(vnni512_tiles)]
 mod q8_x16;
 mod q8_x8;
 mod swiglu;
@@ -59,7 +60,9 @@ enum Kernel {
     Q8_0x8(Tiles<BlockQ8_0s, 8>),
     Q8Kx8(Tiles<BlockQ8K, 8>),
     /// Sixteen rows at a time for 512-bit tiles (`q8_x16`, `q4k_x8`, `q6k_x8`).
+    #[cfg_attr(not(vnni512_tiles), allow(dead_code))]
     Q8_0x16(Tiles<BlockQ8_0s, 16>),
+    #[cfg_attr(not(vnni512_tiles), allow(dead_code))]
     Q8Kx16(Tiles<BlockQ8K, 16>),
 }
 

@@ -10,9 +10,6 @@
 //! same: every output equals the one-row kernel's bit for bit.
 //! Input: a `[n, k]` weight, `n % 16 == 0`; Q8_0 activation rows with their lane sums.
 
-// Only builds with the 512-bit tiles use the layout.
-#![cfg_attr(not(vnni512_tiles), allow(dead_code))]
-
 use super::act::QK8_0;
 use super::q8_x8::Format;
 
