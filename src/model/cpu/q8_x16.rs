@@ -10,7 +10,6 @@
 //! same: every output equals the one-row kernel's bit for bit.
 //! Input: a `[n, k]` weight, `n % 16 == 0`; Q8_0 activation rows with their lane sums.
 
-use super::act::QK8_0;
 use super::q8_x8::Format;
 
 /// Rows repacked together: the lanes of one 512-bit f32 vector.
@@ -26,57 +25,12 @@ const VALUES: usize = 32;
 /// Q5_0: after the four nibble vectors, one u64 of high bits per vector `c`.
 const HIGH_BITS: usize = VALUES + 4 * 64;
 
-/// Repacks `[n, k]` blocks (`n % 16 == 0`, `k % 32 == 0`). Block `i` of row group `G` is at
-/// `(G * k / 32 + i) * block_bytes`. Per block:
-/// - Q8_0: vector `c` (values `4c..4c + 4`) at `32 + 64c`, row `r`'s four bytes at `4r`;
-/// - Q4_0 / Q5_0: vector `g < 4` at `32 + 64g` holds row `r`'s bytes `qs[4g..4g + 4]` at
-///   `4r`: low nibbles are values `4g..` (vector `c = g`), high nibbles values `16 + 4g..`
-///   (vector `c = g + 4`);
-/// - Q5_0 then: at `288 + 8c`, the high bits of vector `c` laid out for one 64-bit
-///   broadcast: lane byte `4r + e` sits at byte `4(r % 2) + e` of its quadword, so that byte
-///   holds the bits of the rows of that parity for value `4c + e`, row `r`'s at bit `r / 2`.
+/// Repacks `[n, k]` blocks (`n % 16 == 0`, `k % 32 == 0`): `q8_x8::repack_rows::<16>`.
+/// Per block `d[16]` f16, then vector `c` (or nibble vector `g`) at `32 + 64c` with row
+/// `r`'s four bytes at `4r`; Q5_0's high bits of vector `c` at `288 + 8c`, one quadword
+/// for a 64-bit broadcast: lane byte `4r + e` tests bit `r / 2` of byte `4(r % 2) + e`.
 pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
-    let nb = k / QK8_0;
-    let gb = block_bytes(format);
-    let rb = gb / ROWS;
-    assert!(
-        n.is_multiple_of(ROWS) && k.is_multiple_of(QK8_0) && w.len() == n * nb * rb,
-        "weight shape"
-    );
-    let mut out = vec![0u8; n / ROWS * nb * gb];
-    for (g, group) in out.chunks_exact_mut(nb * gb).enumerate() {
-        for (i, dst) in group.chunks_exact_mut(gb).enumerate() {
-            for r in 0..ROWS {
-                let src = &w[((g * ROWS + r) * nb + i) * rb..][..rb];
-                dst[2 * r..2 * r + 2].copy_from_slice(&src[0..2]);
-                match format {
-                    Format::Q8_0 => {
-                        for c in 0..8 {
-                            let at = VALUES + 64 * c + 4 * r;
-                            dst[at..at + 4].copy_from_slice(&src[2 + 4 * c..][..4]);
-                        }
-                    }
-                    Format::Q4_0 | Format::Q5_0 => {
-                        let qs = if format == Format::Q4_0 { 2 } else { 6 };
-                        for v in 0..4 {
-                            let at = VALUES + 64 * v + 4 * r;
-                            dst[at..at + 4].copy_from_slice(&src[qs + 4 * v..][..4]);
-                        }
-                    }
-                }
-                if format == Format::Q5_0 {
-                    let qh = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
-                    for c in 0..8 {
-                        for e in 0..4 {
-                            let bit = ((qh >> (4 * c + e)) & 1) as u8;
-                            dst[HIGH_BITS + 8 * c + 4 * (r % 2) + e] |= bit << (r / 2);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
+    super::q8_x8::repack_rows::<ROWS>(format, w, n, k)
 }
 
 /// The tiles: `q8_x8::vnni`'s operations on 512-bit vectors. Per lane and token one
@@ -244,102 +198,20 @@ pub(crate) mod vnni512 {
     tiles!(q5_0, Format::Q5_0);
 }
 
-#[cfg(all(test, vnni512_tiles))]
+#[cfg(test)]
 mod tests {
-    use super::super::act::{quantize_q8_0, quantize_q8_0s, BlockQ8_0, BlockQ8_0s};
-    use super::super::dot;
-    use super::*;
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use candle_core::{Device, Tensor};
-
-    type Tile<const T: usize> = unsafe fn(&[u8], usize, &[BlockQ8_0s], usize) -> [[f32; 16]; T];
+    use super::super::q8_x8::tests::{check, Tiles};
+    use super::vnni512::{q4_0, q5_0, q8_0};
+    use super::Format;
 
     /// Every (token, row) of every tile size equals the one-row kernel exactly.
     #[test]
     fn sixteen_row_tiles_equal_the_one_row_kernels_exactly() {
-        use vnni512::{q4_0, q5_0, q8_0};
-        let (n, k, t) = (32, 320, 5);
-        let mut seed = 100;
-        let mut v = |len: usize| {
-            seed += 1;
-            dot::tests::values(len, seed)
-        };
-        let x = v(t * k);
-        let nb = k / QK8_0;
-        let mut a = vec![BlockQ8_0::default(); t * nb];
-        quantize_q8_0(&x, &mut a);
-        let mut a_s = vec![BlockQ8_0s::default(); t * nb];
-        quantize_q8_0s(&x, &mut a_s);
-        type One = unsafe fn(&[u8], &[BlockQ8_0]) -> f32;
-        let formats: [(Format, GgmlDType, One, Tile<1>, Tile<2>, Tile<3>, Tile<4>); 3] = [
-            (
-                Format::Q8_0,
-                GgmlDType::Q8_0,
-                dot::avx2::q8_0,
-                q8_0::<1>,
-                q8_0::<2>,
-                q8_0::<3>,
-                q8_0::<4>,
-            ),
-            (
-                Format::Q4_0,
-                GgmlDType::Q4_0,
-                dot::avx2::q4_0,
-                q4_0::<1>,
-                q4_0::<2>,
-                q4_0::<3>,
-                q4_0::<4>,
-            ),
-            (
-                Format::Q5_0,
-                GgmlDType::Q5_0,
-                dot::avx2::q5_0,
-                q5_0::<1>,
-                q5_0::<2>,
-                q5_0::<3>,
-                q5_0::<4>,
-            ),
+        let tiles: [Tiles<16>; 3] = [
+            (Format::Q8_0, q8_0::<1>, q8_0::<2>, q8_0::<3>, q8_0::<4>),
+            (Format::Q4_0, q4_0::<1>, q4_0::<2>, q4_0::<3>, q4_0::<4>),
+            (Format::Q5_0, q5_0::<1>, q5_0::<2>, q5_0::<3>, q5_0::<4>),
         ];
-        for (format, dtype, one_row, tile1, tile2, tile3, tile4) in formats {
-            let wt = Tensor::from_vec(v(n * k), (n, k), &Device::Cpu).unwrap();
-            let mut bytes = QTensor::quantize(&wt, dtype)
-                .unwrap()
-                .data()
-                .unwrap()
-                .into_owned();
-            if format == Format::Q8_0 {
-                // The extreme weight ggml's quantizer never writes but a GGUF may hold.
-                bytes[2] = 0x80;
-            }
-            let packed = repack(format, &bytes, n, k);
-            let (gb, rb) = (nb * block_bytes(format), bytes.len() / n);
-            for g in 0..n / ROWS {
-                let w = &packed[g * gb..][..gb];
-                // SAFETY: the build targets the tiles' features; `w` holds `nb` blocks,
-                // `a_s` `t * nb`.
-                let got: Vec<[f32; ROWS]> = unsafe {
-                    let mut got = tile4(w, nb, &a_s, nb).to_vec();
-                    got.extend(tile1(w, nb, &a_s[4 * nb..], nb));
-                    got.extend(tile2(w, nb, &a_s[3 * nb..], nb));
-                    got.extend(tile3(w, nb, &a_s[2 * nb..], nb));
-                    got
-                };
-                // Token of each result: 0..4 (four), 4 (one), 3, 4 (two), 2, 3, 4 (three).
-                let token = [0, 1, 2, 3, 4, 3, 4, 2, 3, 4];
-                for r in 0..ROWS {
-                    let row = &bytes[(g * ROWS + r) * rb..][..rb];
-                    for (res, &tok) in got.iter().zip(&token) {
-                        // SAFETY: as above.
-                        let want = unsafe { one_row(row, &a[tok * nb..(tok + 1) * nb]) };
-                        let got = res[r];
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "{format:?} group {g} row {r} token {tok}: {got} vs {want}"
-                        );
-                    }
-                }
-            }
-        }
+        check(&tiles, 100);
     }
 }

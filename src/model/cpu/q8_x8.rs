@@ -55,29 +55,45 @@ const HIGH_BITS: usize = VALUES + 4 * 32;
 /// - Q5_0 then: at `144 + 4c`, the high bits of vector `c`: bit `r` of byte `e` is row
 ///   `r`'s bit for value `4c + e` (one broadcast and one AND put each on its lane).
 pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
+    repack_rows::<ROWS>(format, w, n, k)
+}
+
+/// `repack` with `R` rows a group (8, or 16 for the 512-bit tiles of `q8_x16`): every part
+/// `R / 8` times as wide. Q5_0's high bits of vector `c` then take `R / 2` bytes at
+/// `VALUES + 16R + (R / 2)c`, laid out for one broadcast of that size: lane byte `4r + e`
+/// sits at byte `4(r % (R / 8)) + e` of its broadcast unit, so row `r`'s bit for value
+/// `4c + e` is bit `r / (R / 8)` of that byte.
+pub(crate) fn repack_rows<const R: usize>(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
     let nb = k / QK8_0;
-    let (rb, gb) = (format.row_block_bytes(), format.block_bytes());
+    let rb = format.row_block_bytes();
+    let gb = R * rb;
+    // Rows a lane byte's broadcast unit covers with one byte each.
+    let per = R / ROWS;
+    let (values, high_bits) = (2 * R, 2 * R + 16 * R);
     assert!(
-        n.is_multiple_of(ROWS) && k.is_multiple_of(QK8_0) && w.len() == n * nb * rb,
+        R.is_multiple_of(ROWS)
+            && n.is_multiple_of(R)
+            && k.is_multiple_of(QK8_0)
+            && w.len() == n * nb * rb,
         "weight shape"
     );
-    let mut out = vec![0u8; n / ROWS * nb * gb];
+    let mut out = vec![0u8; n / R * nb * gb];
     for (g, group) in out.chunks_exact_mut(nb * gb).enumerate() {
         for (i, dst) in group.chunks_exact_mut(gb).enumerate() {
-            for r in 0..ROWS {
-                let src = &w[((g * ROWS + r) * nb + i) * rb..][..rb];
+            for r in 0..R {
+                let src = &w[((g * R + r) * nb + i) * rb..][..rb];
                 dst[2 * r..2 * r + 2].copy_from_slice(&src[0..2]);
                 match format {
                     Format::Q8_0 => {
                         for c in 0..8 {
-                            let at = VALUES + 32 * c + 4 * r;
+                            let at = values + 4 * R * c + 4 * r;
                             dst[at..at + 4].copy_from_slice(&src[2 + 4 * c..][..4]);
                         }
                     }
                     Format::Q4_0 | Format::Q5_0 => {
                         let qs = if format == Format::Q4_0 { 2 } else { 6 };
                         for v in 0..4 {
-                            let at = VALUES + 32 * v + 4 * r;
+                            let at = values + 4 * R * v + 4 * r;
                             dst[at..at + 4].copy_from_slice(&src[qs + 4 * v..][..4]);
                         }
                     }
@@ -85,12 +101,10 @@ pub(crate) fn repack(format: Format, w: &[u8], n: usize, k: usize) -> Vec<u8> {
                 if format == Format::Q5_0 {
                     let qh = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
                     for c in 0..8 {
-                        // Bits 4c..4c + 4 of `qh` → bit 0 of bytes 0..4, then moved to bit r.
-                        let b = (qh >> (4 * c)) & 0xF;
-                        let spread = (b & 1) | (b & 2) << 7 | (b & 4) << 14 | (b & 8) << 21;
-                        let at = HIGH_BITS + 4 * c;
-                        let word = u32::from_le_bytes(dst[at..at + 4].try_into().unwrap());
-                        dst[at..at + 4].copy_from_slice(&(word | spread << r).to_le_bytes());
+                        for e in 0..4 {
+                            let bit = ((qh >> (4 * c + e)) & 1) as u8;
+                            dst[high_bits + 4 * per * c + 4 * (r % per) + e] |= bit << (r / per);
+                        }
                     }
                 }
             }
@@ -405,16 +419,18 @@ pub(crate) use avx2 as fast;
 pub(crate) use vnni as fast;
 
 #[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
+pub(crate) mod tests {
     use super::super::act::{quantize_q8_0, quantize_q8_0s, BlockQ8_0, BlockQ8_0s};
     use super::super::dot;
     use super::*;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    type Tile<const T: usize> = unsafe fn(&[u8], usize, &[BlockQ8_0s], usize) -> [[f32; 8]; T];
-    /// A format's one- to four-token tiles.
-    type Tiles = (Format, Tile<1>, Tile<2>, Tile<3>, Tile<4>);
+    type Tile<const T: usize, const R: usize> =
+        unsafe fn(&[u8], usize, &[BlockQ8_0s], usize) -> [[f32; R]; T];
+    /// A format's one- to four-token tiles over groups of `R` rows.
+    pub(crate) type Tiles<const R: usize> =
+        (Format, Tile<1, R>, Tile<2, R>, Tile<3, R>, Tile<4, R>);
 
     /// Every (token, row) of every tile size equals the one-row kernel exactly.
     #[test]
@@ -450,18 +466,20 @@ mod tests {
                 ]
             };
         }
-        let avx2: [Tiles; 3] = path!(avx2);
-        check(&avx2);
+        let avx2: [Tiles<8>; 3] = path!(avx2);
+        check(&avx2, 0);
         #[cfg(vnni_tiles)]
         {
-            let vnni: [Tiles; 3] = path!(vnni);
-            check(&vnni);
+            let vnni: [Tiles<8>; 3] = path!(vnni);
+            check(&vnni, 0);
         }
     }
 
-    fn check(tiles: &[Tiles]) {
-        let (n, k, t) = (16, 320, 5);
-        let mut seed = 0;
+    /// Every (token, row) of every tile size over `repack_rows::<R>` equals the one-row
+    /// kernel exactly (two groups of `R` rows, five tokens).
+    pub(crate) fn check<const R: usize>(tiles: &[Tiles<R>], seed: u32) {
+        let (n, k, t) = (2 * R, 320, 5);
+        let mut seed = seed;
         let mut v = |len: usize| {
             seed += 1;
             dot::tests::values(len, seed)
@@ -489,13 +507,13 @@ mod tests {
                 // The extreme weight ggml's quantizer never writes but a GGUF may hold.
                 bytes[2] = 0x80;
             }
-            let packed = repack(format, &bytes, n, k);
-            let (gb, rb) = (nb * format.block_bytes(), bytes.len() / n);
-            for g in 0..n / ROWS {
+            let packed = repack_rows::<R>(format, &bytes, n, k);
+            let (gb, rb) = (nb * R * format.row_block_bytes(), bytes.len() / n);
+            for g in 0..n / R {
                 let w = &packed[g * gb..][..gb];
-                // SAFETY: AVX2 checked above (the VNNI tiles are compiled only where the
-                // target has it); `w` holds `nb` blocks, `a_s` `t * nb`.
-                let got: Vec<[f32; ROWS]> = unsafe {
+                // SAFETY: AVX2 checked by the callers (the VNNI tiles are compiled only where
+                // the target has it); `w` holds `nb` blocks, `a_s` `t * nb`.
+                let got: Vec<[f32; R]> = unsafe {
                     let mut got = tile4(w, nb, &a_s, nb).to_vec();
                     got.extend(tile1(w, nb, &a_s[4 * nb..], nb));
                     got.extend(tile2(w, nb, &a_s[3 * nb..], nb));
@@ -504,8 +522,8 @@ mod tests {
                 };
                 // Token of each result: 0..4 (four), 4 (one), 3, 4 (two), 2, 3, 4 (three).
                 let token = [0, 1, 2, 3, 4, 3, 4, 2, 3, 4];
-                for r in 0..ROWS {
-                    let row = &bytes[(g * ROWS + r) * rb..][..rb];
+                for r in 0..R {
+                    let row = &bytes[(g * R + r) * rb..][..rb];
                     for (res, &tok) in got.iter().zip(&token) {
                         // SAFETY: as above.
                         let want = unsafe { one_row(row, &a[tok * nb..(tok + 1) * nb]) };
