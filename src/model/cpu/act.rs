@@ -318,6 +318,7 @@ mod tests {
 
     /// Activations of every kind the quantizers see: mixed magnitudes, exact half steps,
     /// zeros, a repeated largest magnitude with either sign first, one huge outlier.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn cases() -> Vec<Vec<f32>> {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut rand = move || {

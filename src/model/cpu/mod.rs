@@ -21,9 +21,9 @@ mod pool;
 mod q4k_x8;
 #[cfg(target_arch = "x86_64")]
 mod q6k_x8;
-#[cfg(target_arch = "x86_64")]
 #[cfg(vnni512_tiles)]
 mod q8_x16;
+#[cfg(target_arch = "x86_64")]
 mod q8_x8;
 mod swiglu;
 
