@@ -177,14 +177,27 @@ pub(super) mod avx2 {
         lanes[..nq * lane_len].fill(0.0);
         let mut pb = 0;
         while pb < seen(nq - 1) {
-            for n in 0..nq {
+            let mut n = 0;
+            while n < nq {
                 let pe = (pb + VALUE_BLOCK).min(seen(n));
-                if pb >= pe {
+                // 512-bit: two queries share each value load (each keeps its own sums).
+                #[cfg(target_feature = "avx512f")]
+                if wide && n + 1 < nq && pb < pe {
+                    let pe1 = (pb + VALUE_BLOCK).min(seen(n + 1));
+                    let probs = std::slice::from_raw_parts(row(n), pe);
+                    let probs1 = std::slice::from_raw_parts(row(n + 1), pe1);
+                    let (acc, acc1) =
+                        lanes[n * lane_len..(n + 2) * lane_len].split_at_mut(lane_len);
+                    weighted_sum_pair(probs, probs1, pb, vals, hd, acc, acc1);
+                    n += 2;
                     continue;
                 }
-                let probs = std::slice::from_raw_parts(row(n), pe);
-                let acc = &mut lanes[n * lane_len..(n + 1) * lane_len];
-                weighted_sum_block(probs, pb, vals, hd, acc, wide);
+                if pb < pe {
+                    let probs = std::slice::from_raw_parts(row(n), pe);
+                    let acc = &mut lanes[n * lane_len..(n + 1) * lane_len];
+                    weighted_sum_block(probs, pb, vals, hd, acc, wide);
+                }
+                n += 1;
             }
             pb += VALUE_BLOCK;
         }
@@ -252,6 +265,43 @@ pub(super) mod avx2 {
         let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
         let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());
         debug_assert!(jn <= KEY_BLOCK && jn.is_multiple_of(8) && jb + jn <= total);
+        // 512-bit: sixteen keys of both queries at once with the lane sums in registers,
+        // half the lanes at a time (lanes i, i + 4, i + 8, i + 12 for two values of i),
+        // each half combined into its `t4` at once: no partials through memory.
+        #[cfg(target_feature = "avx512f")]
+        {
+            let (qp0, qp1) = (q0.as_ptr(), q1.as_ptr());
+            let mut j = 0;
+            while j < step {
+                let mut t4 = [[_mm512_setzero_ps(); 4]; 2];
+                for half in 0..2 {
+                    let lane = |x: usize| 2 * half + x / 4 + 4 * (x % 4);
+                    let mut acc = [[_mm512_setzero_ps(); 8]; 2];
+                    for r in 0..m {
+                        for x in 0..8 {
+                            let e = lane(x) + 16 * r;
+                            let k = _mm512_loadu_ps(kp.add(e * total + jb + j));
+                            acc[0][x] = _mm512_fmadd_ps(_mm512_set1_ps(*qp0.add(e)), k, acc[0][x]);
+                            acc[1][x] = _mm512_fmadd_ps(_mm512_set1_ps(*qp1.add(e)), k, acc[1][x]);
+                        }
+                    }
+                    for (n, a) in acc.iter().enumerate() {
+                        for ii in 0..2 {
+                            // (v[i + 12] + v[i + 4]) + (v[i + 8] + v[i]), as below.
+                            let v = |quarter: usize| a[4 * ii + quarter];
+                            t4[n][2 * half + ii] =
+                                _mm512_add_ps(_mm512_add_ps(v(3), v(1)), _mm512_add_ps(v(2), v(0)));
+                        }
+                    }
+                }
+                for (n, row) in [&mut *row0, &mut *row1].into_iter().enumerate() {
+                    let t = &t4[n];
+                    let r = _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3]));
+                    _mm512_storeu_ps(row.as_mut_ptr().add(jb + j), r);
+                }
+                j += 16;
+            }
+        }
         {
             for l in 0..16 {
                 let mut b0 = [_mm256_setzero_ps(); M];
@@ -260,25 +310,10 @@ pub(super) mod avx2 {
                     b0[r] = _mm256_set1_ps(q0[l + 16 * r]);
                     b1[r] = _mm256_set1_ps(q1[l + 16 * r]);
                 }
+                #[cfg(target_feature = "avx512f")]
+                let mut j = step;
+                #[cfg(not(target_feature = "avx512f"))]
                 let mut j = 0;
-                #[cfg(target_feature = "avx512f")]
-                let (z0, z1): ([__m512; M], [__m512; M]) = (
-                    std::array::from_fn(|r| _mm512_broadcastss_ps(_mm256_castps256_ps128(b0[r]))),
-                    std::array::from_fn(|r| _mm512_broadcastss_ps(_mm256_castps256_ps128(b1[r]))),
-                );
-                #[cfg(target_feature = "avx512f")]
-                while j < step {
-                    let mut a0 = _mm512_setzero_ps();
-                    let mut a1 = _mm512_setzero_ps();
-                    for r in 0..m {
-                        let k = _mm512_loadu_ps(kp.add((l + 16 * r) * total + jb + j));
-                        a0 = _mm512_fmadd_ps(z0[r], k, a0);
-                        a1 = _mm512_fmadd_ps(z1[r], k, a1);
-                    }
-                    _mm512_storeu_ps(pp0.add(l * KEY_BLOCK + j), a0);
-                    _mm512_storeu_ps(pp1.add(l * KEY_BLOCK + j), a1);
-                    j += 16;
-                }
                 while j < jn {
                     let mut a0 = _mm256_setzero_ps();
                     let mut a1 = _mm256_setzero_ps();
@@ -296,20 +331,10 @@ pub(super) mod avx2 {
             // result = (t4[0] + t4[2]) + (t4[1] + t4[3]).
             for (pp, row) in [(pp0, &mut *row0), (pp1, &mut *row1)] {
                 let v = |l: usize, j: usize| _mm256_loadu_ps(pp.add(l * KEY_BLOCK + j));
-                let mut j = 0;
                 #[cfg(target_feature = "avx512f")]
-                while j < step {
-                    let v = |l: usize| _mm512_loadu_ps(pp.add(l * KEY_BLOCK + j));
-                    let t4: [__m512; 4] = std::array::from_fn(|i| {
-                        _mm512_add_ps(
-                            _mm512_add_ps(v(i + 12), v(i + 4)),
-                            _mm512_add_ps(v(i + 8), v(i)),
-                        )
-                    });
-                    let r = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
-                    _mm512_storeu_ps(row.as_mut_ptr().add(jb + j), r);
-                    j += 16;
-                }
+                let mut j = step;
+                #[cfg(not(target_feature = "avx512f"))]
+                let mut j = 0;
                 while j < jn {
                     let t4: [__m256; 4] = std::array::from_fn(|i| {
                         _mm256_add_ps(
@@ -626,6 +651,78 @@ pub(super) mod avx2 {
             lanes_512::<N, 1>(probs, pb, v, hd, lanes)
         } else {
             lanes_512::<N, 2>(probs, pb, v, hd, lanes)
+        }
+    }
+
+    /// `weighted_sum_block` for two queries over the same values (`probs1` at least as
+    /// long as `probs`, as causal rows are): each value vector loaded once for both, each
+    /// query's lane sums in its own order.
+    #[cfg(target_feature = "avx512f")]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn weighted_sum_pair(
+        probs: &[f32],
+        probs1: &[f32],
+        pb: usize,
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+        lanes1: &mut [f32],
+    ) {
+        match hd / 16 {
+            2 => pair_512::<2>(probs, probs1, pb, v, hd, lanes, lanes1),
+            4 => pair_512::<4>(probs, probs1, pb, v, hd, lanes, lanes1),
+            8 => pair_512::<8>(probs, probs1, pb, v, hd, lanes, lanes1),
+            _ => pair_512::<16>(probs, probs1, pb, v, hd, lanes, lanes1),
+        }
+    }
+
+    /// `weighted_sum_pair` for up to `N` sixteen-float vectors per row.
+    #[cfg(target_feature = "avx512f")]
+    #[inline(always)]
+    unsafe fn pair_512<const N: usize>(
+        probs: &[f32],
+        probs1: &[f32],
+        pb: usize,
+        v: &[f32],
+        hd: usize,
+        lanes: &mut [f32],
+        lanes1: &mut [f32],
+    ) {
+        let nv = (hd / 16).min(N);
+        let (seen, seen1) = (probs.len(), probs1.len());
+        assert!(seen <= seen1 && v.len() >= seen1 * hd);
+        assert!(lanes.len() >= 16 * hd && lanes1.len() >= 16 * hd);
+        let (pp, pp1, vp) = (probs.as_ptr(), probs1.as_ptr(), v.as_ptr());
+        let (lp, lp1) = (lanes.as_mut_ptr(), lanes1.as_mut_ptr());
+        for l in 0..16 {
+            let mut acc = [_mm512_setzero_ps(); N];
+            let mut acc1 = [_mm512_setzero_ps(); N];
+            for c in 0..nv {
+                acc[c] = _mm512_loadu_ps(lp.add(l * hd + 16 * c));
+                acc1[c] = _mm512_loadu_ps(lp1.add(l * hd + 16 * c));
+            }
+            // The first position of lane `l` at or after `pb`.
+            let mut p = pb + (l + 16 - pb % 16) % 16;
+            while p < seen {
+                let (w, w1) = (_mm512_set1_ps(*pp.add(p)), _mm512_set1_ps(*pp1.add(p)));
+                for c in 0..nv {
+                    let x = _mm512_loadu_ps(vp.add(p * hd + 16 * c));
+                    acc[c] = _mm512_fmadd_ps(w, x, acc[c]);
+                    acc1[c] = _mm512_fmadd_ps(w1, x, acc1[c]);
+                }
+                p += 16;
+            }
+            while p < seen1 {
+                let w1 = _mm512_set1_ps(*pp1.add(p));
+                for (c, a) in acc1.iter_mut().enumerate().take(nv) {
+                    *a = _mm512_fmadd_ps(w1, _mm512_loadu_ps(vp.add(p * hd + 16 * c)), *a);
+                }
+                p += 16;
+            }
+            for c in 0..nv {
+                _mm512_storeu_ps(lp.add(l * hd + 16 * c), acc[c]);
+                _mm512_storeu_ps(lp1.add(l * hd + 16 * c), acc1[c]);
+            }
         }
     }
 
