@@ -278,11 +278,12 @@ pub(super) mod avx2 {
                     let lane = |x: usize| 2 * half + x / 4 + 4 * (x % 4);
                     let mut acc = [[_mm512_setzero_ps(); 8]; 2];
                     for r in 0..m {
-                        for x in 0..8 {
+                        let [a0, a1] = &mut acc;
+                        for (x, (a0, a1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
                             let e = lane(x) + 16 * r;
                             let k = _mm512_loadu_ps(kp.add(e * total + jb + j));
-                            acc[0][x] = _mm512_fmadd_ps(_mm512_set1_ps(*qp0.add(e)), k, acc[0][x]);
-                            acc[1][x] = _mm512_fmadd_ps(_mm512_set1_ps(*qp1.add(e)), k, acc[1][x]);
+                            *a0 = _mm512_fmadd_ps(_mm512_set1_ps(*qp0.add(e)), k, *a0);
+                            *a1 = _mm512_fmadd_ps(_mm512_set1_ps(*qp1.add(e)), k, *a1);
                         }
                     }
                     for (n, a) in acc.iter().enumerate() {
