@@ -255,12 +255,13 @@ pub(super) mod avx2 {
         wide: bool,
     ) {
         let m = (q0.len() / 16).min(M);
-        // Keys sixteen at a time on 512-bit vectors where `wide`: every key is a lane, so
-        // its products and sums are the same either way. `step` is the 512-bit part.
-        #[cfg(target_feature = "avx512f")]
-        let step = if wide { jn / 16 * 16 } else { 0 };
-        #[cfg(not(target_feature = "avx512f"))]
-        let _ = wide;
+        // Keys `..step` on 512-bit vectors where `wide` (every key is a lane, so its products
+        // and sums are the same either way), the rest eight at a time.
+        let step = if wide && cfg!(target_feature = "avx512f") {
+            jn / 16 * 16
+        } else {
+            0
+        };
         let kp = keys_t.as_ptr();
         let (p0, p1) = part.split_at_mut(16 * KEY_BLOCK);
         let (pp0, pp1) = (p0.as_mut_ptr(), p1.as_mut_ptr());
@@ -303,7 +304,7 @@ pub(super) mod avx2 {
                 j += 16;
             }
         }
-        {
+        if step < jn {
             for l in 0..16 {
                 let mut b0 = [_mm256_setzero_ps(); M];
                 let mut b1 = [_mm256_setzero_ps(); M];
@@ -311,10 +312,7 @@ pub(super) mod avx2 {
                     b0[r] = _mm256_set1_ps(q0[l + 16 * r]);
                     b1[r] = _mm256_set1_ps(q1[l + 16 * r]);
                 }
-                #[cfg(target_feature = "avx512f")]
                 let mut j = step;
-                #[cfg(not(target_feature = "avx512f"))]
-                let mut j = 0;
                 while j < jn {
                     let mut a0 = _mm256_setzero_ps();
                     let mut a1 = _mm256_setzero_ps();
@@ -332,10 +330,7 @@ pub(super) mod avx2 {
             // result = (t4[0] + t4[2]) + (t4[1] + t4[3]).
             for (pp, row) in [(pp0, &mut *row0), (pp1, &mut *row1)] {
                 let v = |l: usize, j: usize| _mm256_loadu_ps(pp.add(l * KEY_BLOCK + j));
-                #[cfg(target_feature = "avx512f")]
                 let mut j = step;
-                #[cfg(not(target_feature = "avx512f"))]
-                let mut j = 0;
                 while j < jn {
                     let t4: [__m256; 4] = std::array::from_fn(|i| {
                         _mm256_add_ps(

@@ -358,48 +358,40 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
             ))
         };
         let (q8_0, q4_0, q5_0) = (Format::Q8_0, Format::Q4_0, Format::Q5_0);
+        // Sixteen rows for the 512-bit tiles where the build has them.
         #[cfg(vnni512_tiles)]
         if n.is_multiple_of(16) && wide_vectors() {
+            use q8_x16::vnni512;
             let data = || w.data().ok();
+            let q8_16 = |format: Format, tiles| {
+                let bytes = q8_x16::repack(format, &data()?, n, k);
+                Some((Kernel::Q8_0x16(tiles), bytes))
+            };
+            let bytes = q8_x16::block_bytes;
             match w.dtype() {
+                GgmlDType::Q8_0 => {
+                    return q8_16(q8_0, tiles!(vnni512::q8_0, vnni512::q8_0, bytes(q8_0)))
+                }
+                GgmlDType::Q4_0 => {
+                    return q8_16(q4_0, tiles!(vnni512::q4_0, vnni512::q4_0, bytes(q4_0)))
+                }
+                GgmlDType::Q5_0 => {
+                    return q8_16(q5_0, tiles!(vnni512::q5_0, vnni512::q5_0, bytes(q5_0)))
+                }
                 GgmlDType::Q4K => {
-                    let tiles = tiles!(
-                        q4k_x8::avx512::tile,
-                        q4k_x8::avx512::tile,
-                        q4k_x8::block_bytes(16)
-                    );
+                    use q4k_x8::avx512::tile;
+                    let tiles = tiles!(tile, tile, q4k_x8::block_bytes(16));
                     let bytes = q4k_x8::repack_rows::<16>(&data()?, n, k);
                     return Some((Kernel::Q8Kx16(tiles), bytes));
                 }
                 GgmlDType::Q6K => {
-                    let tiles = tiles!(
-                        q6k_x8::avx512::tile,
-                        q6k_x8::avx512::tile,
-                        q6k_x8::avx512::BLOCK_BYTES
-                    );
+                    use q6k_x8::avx512::tile;
+                    let tiles = tiles!(tile, tile, q6k_x8::block_bytes(16));
                     let bytes = q6k_x8::repack_rows::<16>(&data()?, n, k);
                     return Some((Kernel::Q8Kx16(tiles), bytes));
                 }
                 _ => {}
             }
-        }
-        #[cfg(vnni512_tiles)]
-        if n.is_multiple_of(q8_x16::ROWS)
-            && wide_vectors()
-            && matches!(
-                w.dtype(),
-                GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
-            )
-        {
-            use q8_x16::vnni512;
-            let bytes = q8_x16::block_bytes;
-            let (format, tiles) = match w.dtype() {
-                GgmlDType::Q8_0 => (q8_0, tiles!(vnni512::q8_0, vnni512::q8_0, bytes(q8_0))),
-                GgmlDType::Q4_0 => (q4_0, tiles!(vnni512::q4_0, vnni512::q4_0, bytes(q4_0))),
-                _ => (q5_0, tiles!(vnni512::q5_0, vnni512::q5_0, bytes(q5_0))),
-            };
-            let bytes = q8_x16::repack(format, &w.data().ok()?, n, k);
-            return Some((Kernel::Q8_0x16(tiles), bytes));
         }
         return match w.dtype() {
             // Q8_0's one-token tile stays AVX2: decode streams its weights from memory, and
@@ -423,8 +415,8 @@ fn repacked(w: &QTensor, n: usize, k: usize) -> Option<(Kernel, Vec<u8>)> {
     None
 }
 
-/// Whether the 512-bit kernels (`q8_x16`, `decode_attention`'s `avx512`) run where the
-/// build has them: `WICK_CPU_X16=0` keeps the 256-bit ones (same numbers), for comparisons
+/// Whether the 512-bit kernels (the 16-row tiles, the attention's 512-bit forms) run where
+/// the build has them: `WICK_CPU_X16=0` keeps the 256-bit ones (same numbers), for comparisons
 /// and for CPUs that split 512-bit operations in two.
 #[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))]
 pub(crate) fn wide_vectors() -> bool {

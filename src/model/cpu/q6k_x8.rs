@@ -26,10 +26,15 @@ pub(crate) const ROWS: usize = 8;
 /// high: chunk `kk + 2`); then the high bits, for each half and group, 32 bytes holding
 /// row `r`'s `qh[32h + 4j..][..4]` at `4r` (chunk `k`'s two bits at `2k`).
 /// With sixteen rows (`repack_rows::<16>`, the 512-bit tiles) every part is twice as wide.
-pub(crate) const BLOCK_BYTES: usize = ROWS * Q6_K_BYTES;
+pub(crate) const BLOCK_BYTES: usize = block_bytes(ROWS);
 const SCALES: usize = 2 * ROWS;
 const QL: usize = SCALES + 16 * ROWS;
 const QH: usize = QL + 128 * ROWS;
+
+/// Bytes of one repacked super-block of `rows` rows: the same as `rows` Q6_K blocks.
+pub(crate) const fn block_bytes(rows: usize) -> usize {
+    rows * Q6_K_BYTES
+}
 
 /// Repacks `[n, k]` Q6_K blocks (`n % 8 == 0`, `k % 256 == 0`); row group `G` is stored as
 /// its `k / 256` super-blocks in order, groups one after another.
@@ -40,7 +45,7 @@ pub(crate) fn repack(w: &[u8], n: usize, k: usize) -> Vec<u8> {
 /// `repack` with `R` rows per group (`n % R == 0`).
 pub(crate) fn repack_rows<const R: usize>(w: &[u8], n: usize, k: usize) -> Vec<u8> {
     let nb = k / QK_K;
-    let bytes = R * Q6_K_BYTES;
+    let bytes = block_bytes(R);
     let (scales, ql, qh) = (2 * R, 18 * R, 146 * R);
     assert!(
         n.is_multiple_of(R) && k.is_multiple_of(QK_K) && w.len() == n * nb * Q6_K_BYTES,
@@ -213,11 +218,10 @@ pub(crate) mod avx2 {
 pub(crate) mod avx512 {
     use super::super::act::BlockQ8K;
     use super::super::q8_x16::vnni512::rows_out;
-    use super::Q6_K_BYTES;
     use std::arch::x86_64::*;
 
     const ROWS: usize = 16;
-    pub(crate) const BLOCK_BYTES: usize = ROWS * Q6_K_BYTES;
+    const BLOCK_BYTES: usize = super::block_bytes(ROWS);
     const SCALES: usize = 2 * ROWS;
     const QL: usize = SCALES + 16 * ROWS;
     const QH: usize = QL + 128 * ROWS;
@@ -363,7 +367,7 @@ mod tests {
             Case {
                 dtype: GgmlDType::Q6K,
                 repack: repack_rows::<16>,
-                block_bytes: avx512::BLOCK_BYTES,
+                block_bytes: block_bytes(16),
                 tiles: (
                     avx512::tile::<1>,
                     avx512::tile::<2>,
